@@ -1,0 +1,80 @@
+# warmgate: every developer and CI entry point. `make help` lists them.
+# The Lambda runtime is python3.12 (template.yaml Globals); tests run on the same minor version.
+PYTHON_MINOR := 3.12
+# First interpreter of that minor version that actually runs: PATH, then pyenv's installs.
+PYTHON ?= $(shell for p in python$(PYTHON_MINOR) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PYTHON_MINOR).*/bin/python$(PYTHON_MINOR) 2>/dev/null); do \
+            $$p -c 'import sys' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+
+VENV     := .venv
+VENV_SAM := .venv-sam
+PY       := $(VENV)/bin/python
+SAM      := $(VENV_SAM)/bin/sam
+CFN_LINT := $(VENV_SAM)/bin/cfn-lint
+
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-sam test unit integration e2e lint typecheck template-check run bench build clean pr lock
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found: install it (e.g. 'pyenv install $(PYTHON_MINOR)') or pass PYTHON=/path/to/python$(PYTHON_MINOR)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	# The layer's package and the repo root (devstack, bench) are importable as they are in Lambda.
+	printf '%s\n' $(CURDIR)/layers/common $(CURDIR) > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/warmgate-dev.pth
+	touch $@
+
+$(VENV_SAM)/.installed: requirements/sam.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found"; exit 1; }
+	$(PYTHON) -m venv $(VENV_SAM)
+	$(VENV_SAM)/bin/pip install --quiet --upgrade pip
+	$(VENV_SAM)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv with pinned dependencies
+
+setup-sam: $(VENV_SAM)/.installed ## create .venv-sam with aws-sam-cli and cfn-lint
+
+test: setup ## full test suite (unit, integration, e2e)
+	$(PY) -m pytest
+
+unit: setup ## unit tests only (no I/O)
+	$(PY) -m pytest tests/unit
+
+integration: setup ## integration tests (moto, sandbox over HTTP)
+	$(PY) -m pytest tests/integration
+
+e2e: setup ## end-to-end tests through the local stack
+	$(PY) -m pytest tests/e2e
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy
+	$(VENV)/bin/mypy
+
+template-check: setup-sam ## sam validate --lint and cfn-lint on template.yaml
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template template.yaml
+	$(CFN_LINT) template.yaml
+
+pr: test lint typecheck template-check ## everything CI runs
+
+run: setup ## local stack: Mailivery sandbox (the full flow arrives with the local-stack issue)
+	$(PY) -m devstack
+
+bench: setup ## benchmarks (ratios against a same-run baseline)
+	$(PY) -m bench
+
+build: setup-sam ## sam build (no container)
+	SAM_CLI_TELEMETRY=0 $(SAM) build
+
+lock: setup ## re-pin requirements/*.txt and the layer's requirements.txt from their .in files
+	$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o layers/common/requirements.txt layers/common/requirements.in
+	cd requirements && ../$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
+	cd requirements && ../$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o sam.txt sam.in
+
+clean: ## remove virtualenvs and build output
+	rm -rf $(VENV) $(VENV_SAM) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,79 @@
+"""The Mailivery API: client, typed errors, response models and the configurable contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from warmgate.mailivery.client import ConsentRequest, MailiveryClient, RetryPolicy
+from warmgate.mailivery.contract import VendorContract
+from warmgate.mailivery.errors import (
+    TRANSIENT_ERRORS,
+    Conflict,
+    FeatureDisabled,
+    MailiveryError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Unauthorized,
+    UnexpectedResponse,
+    Unreachable,
+    ValidationFailed,
+)
+from warmgate.mailivery.models import Campaign, CampaignStatus, ConsentLink
+from warmgate.secrets import fetch_secret
+from warmgate.settings import Settings, SettingsError
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "Campaign",
+    "CampaignStatus",
+    "Conflict",
+    "ConsentLink",
+    "ConsentRequest",
+    "FeatureDisabled",
+    "MailiveryClient",
+    "MailiveryError",
+    "NotFound",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "Unreachable",
+    "ValidationFailed",
+    "VendorContract",
+    "client_from_settings",
+]
+
+
+def api_key_provider(settings: Settings) -> Callable[[], str]:
+    """Where the API key comes from: the secret (cached by Powertools), or a local plain key."""
+    secret = settings.mailivery_api_key_secret
+    if secret:
+        return lambda: fetch_secret(secret, max_age=settings.secret_max_age_seconds)
+    plain = settings.mailivery_api_key  # Settings only admits it on the local stage
+    if plain:
+        return lambda: plain
+    raise SettingsError("missing environment variable: MAILIVERY_API_KEY_SECRET")
+
+
+def client_from_settings(settings: Settings) -> MailiveryClient:
+    try:
+        contract = VendorContract.from_overrides(settings.mailivery_contract_overrides)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return MailiveryClient(
+        base_url=settings.mailivery_base_url,
+        api_key=api_key_provider(settings),
+        contract=contract,
+        consent_hosts=settings.mailivery_consent_hosts,
+        timeout=httpx.Timeout(
+            settings.mailivery_read_timeout_seconds,
+            connect=settings.mailivery_connect_timeout_seconds,
+        ),
+        retry=RetryPolicy(attempts=settings.mailivery_read_retries + 1),
+    )

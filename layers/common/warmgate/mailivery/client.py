@@ -1,0 +1,436 @@
+"""Mailivery API client on one module-level httpx.Client.
+
+- Bearer auth and a fresh X-Request-ID on every HTTP request, logged with the outcome.
+- Typed errors (errors.py) for every failure, each carrying the request id.
+- Only idempotent reads are retried, with jittered exponential backoff or Retry-After.
+  The ms-graph create is never retried: a repeated create can mint a second consent link and
+  so a second campaign (contract §1, Idempotency).
+- Everything the vendor reference leaves open comes from `VendorContract` (contract.py).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from warmgate.mailivery.contract import BodyEncoding, TagsPlacement, VendorContract
+from warmgate.mailivery.errors import (
+    TRANSIENT_ERRORS,
+    Conflict,
+    FeatureDisabled,
+    MailiveryError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Unauthorized,
+    UnexpectedResponse,
+    Unreachable,
+    ValidationFailed,
+)
+from warmgate.mailivery.models import (
+    AccountLimits,
+    Campaign,
+    CampaignPage,
+    ConsentLink,
+    EmailPerDayBudget,
+    InvalidConsentUrl,
+    validate_consent_url,
+)
+from warmgate.observability import logger
+
+# One connection pool per process, reused across warm invocations.
+HTTP = httpx.Client(
+    follow_redirects=False,
+    headers={"Accept": "application/json", "User-Agent": "warmgate/0.1"},
+    limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+)
+
+FEATURE_DISABLED_CODE = "MS_GRAPH_FEATURE_DISABLED"
+MAX_ERROR_MESSAGE = 300  # vendor messages go into our logs and records: keep them bounded
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """The fields of POST /campaigns/ms-graph (contract §2)."""
+
+    email: str
+    first_name: str
+    last_name: str | None = None
+    email_per_day: int | None = None
+    response_rate: int | None = None
+    tags: Sequence[str] = ()
+    warmup_audience_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """For idempotent reads only."""
+
+    attempts: int = 3  # first try included
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+    # A Retry-After longer than this is not slept through inside a Lambda invocation: the
+    # caller gets RateLimited(retry_after) and returns the work to its queue instead.
+    max_retry_after: float = 5.0
+
+
+class MailiveryClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Callable[[], str],
+        contract: VendorContract | None = None,
+        consent_hosts: tuple[str, ...] = ("login.microsoftonline.com",),
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client = HTTP,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key  # a callable: the secret is fetched (and cached) when needed
+        self.contract = contract or VendorContract()
+        self._consent_hosts = consent_hosts
+        self._timeout = timeout or httpx.Timeout(10.0, connect=3.05)
+        self._retry = retry or RetryPolicy()
+        self._http = http
+        self._sleep = sleep
+
+    # --- endpoints -----------------------------------------------------------------------
+
+    def request_ms_graph_consent(self, request: ConsentRequest) -> ConsentLink:
+        """POST /campaigns/ms-graph once (never retried) and validate the returned URL."""
+        data, request_id = self._call(
+            "POST", self.contract.request_consent_path, body=self._consent_body(request)
+        )
+        url = data.get("url") if isinstance(data, dict) else None
+        try:
+            return validate_consent_url(url, self._consent_hosts)
+        except InvalidConsentUrl as exc:
+            raise UnexpectedResponse(str(exc), request_id=request_id, status=200) from None
+
+    def get_campaign(self, campaign_id: str | int) -> Campaign:
+        data, request_id = self._call("GET", self.contract.campaign_path, campaign_id=campaign_id)
+        return self._campaign(data, request_id)
+
+    def find_campaign_by_email(self, email: str) -> Campaign | None:
+        try:
+            data, request_id = self._call("GET", self.contract.campaign_by_email_path, email=email)
+        except NotFound:
+            return None
+        return self._campaign(data, request_id)
+
+    def list_campaigns(self, page: int = 1, status: str | None = None) -> CampaignPage:
+        params: dict[str, str | int] = {
+            self.contract.page_param: page,
+            self.contract.per_page_param: self.contract.per_page,
+        }
+        if status:
+            params["status"] = status
+        body, request_id = self._call(
+            "GET", self.contract.list_campaigns_path, params=params, unwrap=False
+        )
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise UnexpectedResponse(
+                "campaign list has no data array", request_id=request_id, status=200
+            )
+        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+        current = _int(meta.get("current_page"), default=page)
+        # Without pagination metadata the list is taken to be complete [unknown].
+        last = _int(meta.get("last_page"), default=current)
+        return CampaignPage([self._campaign(i, request_id) for i in items], current, last)
+
+    def iter_campaigns(
+        self, status: str | None = None, max_pages: int = 1000
+    ) -> Iterator[Campaign]:
+        page = 1
+        for _ in range(max_pages):
+            result = self.list_campaigns(page=page, status=status)
+            yield from result.campaigns
+            if not result.has_more:
+                return
+            page = result.page + 1
+
+    def start_warmup(self, campaign_id: str | int) -> Any:
+        return self._action("PATCH", self.contract.start_warmup_path, campaign_id)
+
+    def resume_warmup(self, campaign_id: str | int) -> Any:
+        return self._action("PATCH", self.contract.resume_warmup_path, campaign_id)
+
+    def pause_warmup(self, campaign_id: str | int) -> Any:
+        return self._action("PATCH", self.contract.pause_warmup_path, campaign_id)
+
+    def delete_campaign(self, campaign_id: str | int) -> Any:
+        return self._action("DELETE", self.contract.delete_campaign_path, campaign_id)
+
+    def get_account_limits(self) -> AccountLimits:
+        data, request_id = self._call("GET", self.contract.account_limits_path)
+        try:
+            budget = data["email_per_day"]
+            return AccountLimits(
+                email_per_day=EmailPerDayBudget(
+                    total=int(budget["total"]),
+                    used=int(budget["used"]),
+                    available=int(budget["available"]),
+                ),
+                email_accounts=int(data.get("email_accounts", 0)),
+                email_accounts_need_attention=int(data.get("email_accounts_need_attention", 0)),
+                emails_sent_today=int(data.get("emails_sent_today", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnexpectedResponse(
+                f"account limits have an unknown shape: {type(exc).__name__} {exc}",
+                request_id=request_id,
+                status=200,
+            ) from None
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _consent_body(self, request: ConsentRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": request.email, "first_name": request.first_name}
+        optional = {
+            "last_name": request.last_name,
+            "email_per_day": request.email_per_day,
+            "response_rate": request.response_rate,
+            "warmup_audience_type": request.warmup_audience_type,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if request.tags:
+            placement = self.contract.tags_placement
+            if placement in (TagsPlacement.TAGS, TagsPlacement.BOTH):
+                body["tags"] = list(request.tags)
+            if placement in (TagsPlacement.META, TagsPlacement.BOTH):
+                body["meta"] = {"tags": ",".join(request.tags)}
+        return body
+
+    def _action(self, method: str, path: str, campaign_id: str | int) -> Any:
+        data, _ = self._call(method, path, campaign_id=campaign_id, allow_empty=True)
+        return data
+
+    def _campaign(self, data: Any, request_id: str) -> Campaign:
+        if not isinstance(data, dict):
+            raise UnexpectedResponse("campaign is not an object", request_id=request_id, status=200)
+        try:
+            return Campaign.from_payload(data, self.contract.status_fields)
+        except (KeyError, ValueError) as exc:
+            raise UnexpectedResponse(str(exc), request_id=request_id, status=200) from None
+
+    def _call(
+        self,
+        method: str,
+        path_template: str,
+        *,
+        campaign_id: str | int | None = None,
+        email: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        body: dict[str, Any] | None = None,
+        unwrap: bool = True,
+        allow_empty: bool = False,
+    ) -> tuple[Any, str]:
+        """One logical call: returns (payload, request id) or raises a MailiveryError."""
+        path = path_template.format(
+            campaign_id=quote(str(campaign_id), safe="") if campaign_id is not None else "",
+            email=quote(email, safe="@") if email is not None else "",
+        )
+        retryable = method == "GET"
+        attempts = self._retry.attempts if retryable else 1
+        for attempt in range(1, attempts + 1):
+            request_id = str(uuid.uuid4())
+            try:
+                response = self._send(method, path, path_template, request_id, params, body)
+                return self._payload(response, request_id, unwrap, allow_empty), request_id
+            except TRANSIENT_ERRORS as error:
+                delay = self._retry_delay(error, attempt)
+                if attempt == attempts or delay is None:
+                    raise
+                logger.info(
+                    "retrying mailivery read",
+                    extra={"request_id": request_id, "attempt": attempt, "delay_s": delay},
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        path_template: str,
+        request_id: str,
+        params: Mapping[str, str | int] | None,
+        body: dict[str, Any] | None,
+    ) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {self._api_key()}",
+            self.contract.request_id_header: request_id,
+        }
+        content: dict[str, Any] = {}
+        if body is not None:
+            if self.contract.body_encoding is BodyEncoding.FORM:
+                content["data"] = _form_fields(body)
+            else:
+                content["json"] = body
+        started = time.perf_counter()
+        log = {"method": method, "path": path_template, "request_id": request_id}
+        try:
+            response = self._http.request(
+                method,
+                self._base_url + path,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                **content,
+            )
+        except httpx.TimeoutException as exc:
+            logger.warning("mailivery call timed out", extra=log)
+            raise Timeout(
+                f"{method} {path_template} timed out ({type(exc).__name__})",
+                request_id=request_id,
+            ) from None
+        except httpx.TransportError as exc:
+            logger.warning("mailivery unreachable", extra=log)
+            raise Unreachable(
+                f"{method} {path_template} could not connect ({type(exc).__name__})",
+                request_id=request_id,
+            ) from None
+        logger.info(
+            "mailivery call",
+            extra={
+                **log,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+
+    def _retry_delay(self, error: MailiveryError, attempt: int) -> float | None:
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            if error.retry_after > self._retry.max_retry_after:
+                return None
+            return error.retry_after
+        # "Full jitter": spreads concurrent workers' retries apart.
+        cap = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+
+    def _payload(
+        self, response: httpx.Response, request_id: str, unwrap: bool, allow_empty: bool
+    ) -> Any:
+        status = response.status_code
+        body = _json_or_none(response)
+        if not 200 <= status < 300:
+            raise _error_for(response, body, request_id)
+        if body is None:
+            if allow_empty and not response.content.strip():
+                return None
+            kind = "empty body" if not response.content.strip() else "a body that is not JSON"
+            raise UnexpectedResponse(
+                f"HTTP {status} with {kind}", request_id=request_id, status=status
+            )
+        if not isinstance(body, dict) or body.get("success") is False:
+            raise UnexpectedResponse(
+                "success response is not a JSON object envelope",
+                request_id=request_id,
+                status=status,
+            )
+        if not unwrap:
+            return body
+        if "data" not in body:
+            if allow_empty:
+                return body
+            raise UnexpectedResponse(
+                "success response has no data", request_id=request_id, status=status
+            )
+        return body["data"]
+
+
+def _error_for(response: httpx.Response, body: Any, request_id: str) -> MailiveryError:
+    status = response.status_code
+    envelope = body if isinstance(body, dict) else {}
+    code = envelope.get("code") if isinstance(envelope.get("code"), str) else None
+    message = envelope.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"HTTP {status}" + (" (body is not JSON)" if body is None else "")
+    message = message[:MAX_ERROR_MESSAGE]
+    common: dict[str, Any] = {"request_id": request_id, "status": status, "code": code}
+    if status == 403 and code == FEATURE_DISABLED_CODE:
+        return FeatureDisabled(
+            "Microsoft Graph onboarding is disabled for this Mailivery account: "
+            "ask Mailivery to add it to the ms-graph beta allowlist",
+            **common,
+        )
+    if status in (401, 403):
+        return Unauthorized(message, **common)
+    if status == 404:
+        return NotFound(message, **common)
+    if status == 409:
+        return Conflict(message, **common)
+    if status in (400, 422):
+        return ValidationFailed(message, field_errors=_field_errors(envelope), **common)
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after(response), **common)
+    if status >= 500:
+        return ServerError(message, **common)
+    return UnexpectedResponse(message, **common)
+
+
+def _field_errors(envelope: dict[str, Any]) -> dict[str, list[str]]:
+    errors = envelope.get("errors")
+    if not isinstance(errors, dict):
+        return {}
+    return {
+        str(field): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+        for field, msgs in errors.items()
+    }
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _form_fields(body: dict[str, Any]) -> dict[str, str | list[str]]:
+    """Flatten for form encoding: nested objects as `meta[tags]`, lists as `tags[]`."""
+    fields: dict[str, str | list[str]] = {}
+    for key, value in body.items():
+        if isinstance(value, dict):
+            fields.update({f"{key}[{k}]": str(v) for k, v in value.items()})
+        elif isinstance(value, list):
+            fields[f"{key}[]"] = [str(v) for v in value]
+        else:
+            fields[key] = str(value)
+    return fields
+
+
+def _int(value: Any, *, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
