@@ -1,0 +1,1 @@
+"""OnboardingFunction: POST/GET/DELETE /mailboxes."""

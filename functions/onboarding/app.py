@@ -1,0 +1,129 @@
+"""OnboardingFunction: POST /mailboxes, GET and DELETE /mailboxes/{email} (IAM-authorized)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from warmgate.http import (
+    MAX_API_BODY_BYTES,
+    ApiError,
+    api_error_for,
+    decode_body,
+    parse_json_object,
+)
+from warmgate.mailboxes import ExpectedMailbox, MailboxState, utc_now
+from warmgate.mailivery import client_from_settings
+from warmgate.observability import logger, metrics
+from warmgate.onboarding import MailboxRequest, OnboardingService
+from warmgate.repository import MailboxRepository
+from warmgate.settings import load_settings
+
+settings = load_settings(
+    require=["MAILBOX_TABLE_NAME", "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY"]
+)
+service = OnboardingService(
+    MailboxRepository(boto3.client("dynamodb"), settings.mailbox_table_name or ""),
+    client_from_settings(settings),
+    expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
+)
+app = APIGatewayHttpResolver()
+
+
+@app.post("/mailboxes")
+def request_consent() -> Response[str]:
+    event = app.current_event
+    body = decode_body(event.body, bool(event.is_base64_encoded), MAX_API_BODY_BYTES)
+    request = MailboxRequest.model_validate(parse_json_object(body))
+    outcome = service.request_consent(request, principal=_caller(event.raw_event))
+    metrics.add_metric(
+        "ConsentLinkIssued" if outcome.created else "ConsentLinkReplayed", "Count", 1
+    )
+    mailbox = outcome.mailbox
+    return _json(
+        201 if outcome.created else 200,
+        {
+            "email": mailbox.email,
+            "state": mailbox.state.value,
+            "consent_url": mailbox.consent_url,
+            "expires_at": mailbox.expires_at,
+        },
+    )
+
+
+@app.get("/mailboxes/<email>")
+def get_mailbox(email: str) -> Response[str]:
+    return _json(200, _record_view(service.get(unquote(email))))
+
+
+@app.delete("/mailboxes/<email>")
+def withdraw_mailbox(email: str) -> Response[str]:
+    return _json(200, _record_view(service.withdraw(unquote(email))))
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def answer_error(exc: Exception) -> Response[str]:
+    error = api_error_for(exc)
+    if error is None:
+        logger.exception("unexpected error")
+        error = ApiError(500, "INTERNAL_ERROR", "unexpected error; see the function's logs")
+    else:
+        logger.info("request refused", extra={"status": error.status, "code": error.code})
+    return _json(error.status, error.body(), error.headers)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def _caller(event: dict[str, Any]) -> str | None:
+    """The IAM identity API Gateway authorized (userArn), stored as requested_by_principal."""
+    iam = (event.get("requestContext", {}).get("authorizer") or {}).get("iam") or {}
+    principal = iam.get("userArn") or iam.get("callerId")
+    return str(principal) if principal else None
+
+
+def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
+    live = mailbox.has_live_link(utc_now())
+    return {
+        "email": mailbox.email,
+        "state": mailbox.state.value,
+        "expired": mailbox.state is MailboxState.CONSENT_REQUESTED
+        and mailbox.is_expired(utc_now()),
+        "campaign_id": mailbox.campaign_id,
+        "consent_url": mailbox.consent_url if live else None,
+        "requested_by": mailbox.requested_by,
+        "requested_by_principal": mailbox.requested_by_principal,
+        "requested_at": mailbox.requested_at,
+        "expires_at": mailbox.expires_at,
+        "updated_at": mailbox.updated_at,
+        "last_error": None
+        if mailbox.last_error is None
+        else {
+            "code": mailbox.last_error.code,
+            "message": mailbox.last_error.message,
+            "at": mailbox.last_error.at,
+            "request_id": mailbox.last_error.request_id,
+        },
+        "history": [t.to_dict() for t in mailbox.history],
+    }
+
+
+def _json(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body),
+        headers=headers or {},
+    )

@@ -1,0 +1,102 @@
+"""HTTP edges shared by the API handlers: body decoding, and the one map from errors to statuses."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from warmgate import mailivery
+from warmgate.emails import InvalidEmail
+
+# Body decoding lives in http_body so the webhook can use it without this module's imports;
+# re-exported here for the API handlers.
+from warmgate.http_body import BadRequestBody as BadRequestBody
+from warmgate.http_body import BodyTooLarge as BodyTooLarge
+from warmgate.http_body import decode_body as decode_body
+from warmgate.onboarding import MailboxNotFound, OnboardingConflict
+
+MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes
+DEFAULT_RETRY_AFTER = 60  # Mailivery's window is a minute when it does not say
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequestBody("body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise BadRequestBody("body must be a JSON object")
+    return parsed
+
+
+def api_error_for(exc: Exception) -> ApiError | None:
+    """The API's answer to a known error; None for an unexpected one (a 500)."""
+    match exc:
+        case BadRequestBody():
+            return ApiError(400, "BAD_REQUEST", str(exc))
+        case BodyTooLarge():
+            return ApiError(413, "PAYLOAD_TOO_LARGE", str(exc))
+        case ValidationError():
+            return ApiError(422, "VALIDATION_FAILED", _first_problem(exc))
+        case InvalidEmail():
+            return ApiError(422, "VALIDATION_FAILED", f"email: {exc}")
+        case MailboxNotFound():
+            return ApiError(404, "NOT_FOUND", "no record for this mailbox")
+        case OnboardingConflict():
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+            return ApiError(409, exc.code, exc.message, headers)
+        case mailivery.FeatureDisabled():
+            return ApiError(
+                503,
+                "MS_GRAPH_FEATURE_DISABLED",
+                "Mailivery has not enabled Microsoft Graph onboarding for this account: "
+                "ask Mailivery support to add the account to the ms-graph allowlist",
+            )
+        case mailivery.RateLimited():
+            seconds = math.ceil(exc.retry_after) if exc.retry_after else DEFAULT_RETRY_AFTER
+            return ApiError(
+                503,
+                "MAILIVERY_RATE_LIMITED",
+                "Mailivery's request budget is used up; retry later",
+                {"Retry-After": str(max(1, seconds))},
+            )
+        case mailivery.ValidationFailed():
+            return ApiError(422, "MAILIVERY_VALIDATION_FAILED", _vendor_problem(exc))
+        case mailivery.Conflict():
+            return ApiError(409, "MAILIVERY_CONFLICT", _vendor_problem(exc))
+        case mailivery.Timeout():
+            return ApiError(502, "MAILIVERY_TIMEOUT", _vendor_problem(exc))
+        case mailivery.Unauthorized():
+            # Our API key was refused: an operator problem, not the caller's.
+            return ApiError(502, "MAILIVERY_AUTH_FAILED", "Mailivery rejected warmgate's API key")
+        case mailivery.MailiveryError():
+            return ApiError(502, "MAILIVERY_UNAVAILABLE", _vendor_problem(exc))
+    return None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def _vendor_problem(exc: mailivery.MailiveryError) -> str:
+    return f"Mailivery: {exc.message} (request id {exc.request_id})"

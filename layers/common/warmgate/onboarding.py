@@ -1,0 +1,278 @@
+"""Onboarding: record the expected mailbox, then ask Mailivery for the consent URL, exactly once.
+
+The record is written (conditionally) *before* the vendor call, so a consent link can never exist
+without the expectation that later allows the mailbox to warm up; and every failure after that
+write leaves the record in a state that allows a retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+
+from warmgate.emails import normalize_email
+from warmgate.mailboxes import (
+    ExpectedMailbox,
+    LastError,
+    MailboxState,
+    Transition,
+    iso,
+    utc_now,
+)
+from warmgate.mailivery import ConsentRequest, MailiveryClient, MailiveryError
+from warmgate.observability import logger
+from warmgate.repository import MailboxRepository, StaleRecord
+
+# A record written before the vendor call but never completed (the function crashed or timed
+# out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
+IN_FLIGHT_ABANDONED_AFTER = timedelta(seconds=60)
+CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# No commas or spaces: tags may travel to Mailivery as one "a,b" string (contract §2).
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:@/+-]{1,64}$")
+]
+
+
+class MailboxRequest(BaseModel):
+    """Body of POST /mailboxes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: str = Field(max_length=320)
+    first_name: Name
+    last_name: Name | None = None
+    requested_by: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
+    tags: tuple[Tag, ...] = Field(default=(), max_length=20)
+    email_per_day: StrictInt | None = Field(default=None, ge=1, le=500)
+    response_rate: StrictInt | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("email")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        return normalize_email(value)  # InvalidEmail is a ValueError: pydantic names the field
+
+    def fingerprint(self) -> str:
+        """Identifies "the same request" for replays."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class MailboxNotFound(Exception):
+    pass
+
+
+class OnboardingConflict(Exception):
+    """The request contradicts the mailbox's current record; `code` says how."""
+
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentOutcome:
+    mailbox: ExpectedMailbox
+    created: bool  # False: a replay answered from the stored record, no vendor call
+
+
+class OnboardingService:
+    def __init__(
+        self,
+        repository: MailboxRepository,
+        mailivery: MailiveryClient,
+        *,
+        expectation_ttl: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        self._mailivery = mailivery
+        self._ttl = expectation_ttl
+        self._clock = clock
+
+    def request_consent(self, request: MailboxRequest, principal: str | None) -> ConsentOutcome:
+        claimed = self._claim(request, principal)
+        if isinstance(claimed, ConsentOutcome):
+            return claimed
+        try:
+            link = self._mailivery.request_ms_graph_consent(
+                ConsentRequest(
+                    email=request.email,
+                    first_name=request.first_name,
+                    last_name=request.last_name,
+                    email_per_day=request.email_per_day,
+                    response_rate=request.response_rate,
+                    tags=request.tags,
+                )
+            )
+        except MailiveryError as exc:
+            self._record_failure(claimed, exc)
+            raise
+        try:
+            stored = self._repository.save(
+                replace(claimed, consent_url=link.url), read_version=claimed.version
+            )
+        except StaleRecord:
+            # Withdrawn (DELETE) while Mailivery was minting the link: the withdrawal wins, and
+            # a consent through this link will find no live expectation.
+            raise OnboardingConflict(
+                "WITHDRAWN_DURING_REQUEST",
+                "the expectation was changed while the consent link was being requested",
+            ) from None
+        logger.info("consent link issued", extra={"mailbox": stored.email})
+        return ConsentOutcome(stored, created=True)
+
+    def get(self, email: str) -> ExpectedMailbox:
+        record = self._repository.get(normalize_email(email))
+        if record is None:
+            raise MailboxNotFound(email)
+        return record
+
+    def withdraw(self, email: str) -> ExpectedMailbox:
+        for _ in range(CLAIM_ATTEMPTS):
+            record = self.get(email)
+            now = self._clock()
+            withdrawable = (
+                record.state is MailboxState.CONSENT_REQUESTED and not record.is_expired(now)
+            ) or record.state is MailboxState.START_FAILED
+            if not withdrawable:
+                raise OnboardingConflict(
+                    "NOT_WITHDRAWABLE",
+                    f"mailbox is {_describe(record, now)}: "
+                    "only a live expectation can be withdrawn",
+                )
+            try:
+                return self._repository.save(
+                    record.transition(MailboxState.WITHDRAWN, now=now, reason="withdrawn by API"),
+                    read_version=record.version,
+                )
+            except StaleRecord:
+                continue
+        raise _busy()
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _claim(
+        self, request: MailboxRequest, principal: str | None
+    ) -> ExpectedMailbox | ConsentOutcome:
+        """Write the expectation (state consent_requested, no URL yet), or answer a replay."""
+        fingerprint = request.fingerprint()
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self._clock()
+            existing = self._repository.get(request.email)
+            if existing is not None:
+                replay = self._replay_or_refuse(existing, request, fingerprint, now)
+                if replay is not None:
+                    return replay
+            claim = self._new_expectation(existing, request, principal, fingerprint, now)
+            try:
+                return self._repository.save(
+                    claim, read_version=existing.version if existing else None
+                )
+            except StaleRecord:
+                continue  # a concurrent request wrote first: decide again on its record
+        raise _busy()
+
+    def _replay_or_refuse(
+        self, existing: ExpectedMailbox, request: MailboxRequest, fingerprint: str, now: datetime
+    ) -> ConsentOutcome | None:
+        if existing.has_live_link(now) or existing.is_in_flight(now, IN_FLIGHT_ABANDONED_AFTER):
+            if existing.requested_by != request.requested_by:
+                raise OnboardingConflict(
+                    "REQUESTED_BY_ANOTHER",
+                    "another requester holds a live consent link for this mailbox",
+                )
+            if existing.request_fingerprint != fingerprint:
+                raise OnboardingConflict(
+                    "REQUEST_MISMATCH",
+                    "a live consent link exists for this mailbox with other details; "
+                    "withdraw it (DELETE) before requesting again",
+                )
+            if existing.consent_url is None:
+                raise OnboardingConflict(
+                    "CONSENT_REQUEST_IN_PROGRESS",
+                    "the same request is being processed; retry shortly for the same link",
+                    retry_after=2,
+                )
+            return ConsentOutcome(existing, created=False)
+        if not existing.can_be_requested_again(now, IN_FLIGHT_ABANDONED_AFTER):
+            raise OnboardingConflict("ALREADY_ONBOARDED", f"mailbox is {_describe(existing, now)}")
+        return None
+
+    def _new_expectation(
+        self,
+        existing: ExpectedMailbox | None,
+        request: MailboxRequest,
+        principal: str | None,
+        fingerprint: str,
+        now: datetime,
+    ) -> ExpectedMailbox:
+        fields = {
+            "first_name": request.first_name,
+            "last_name": request.last_name,
+            "requested_by": request.requested_by,
+            "requested_by_principal": principal,
+            "request_fingerprint": fingerprint,
+            "tags": request.tags,
+            "email_per_day": request.email_per_day,
+            "response_rate": request.response_rate,
+            "requested_at": iso(now),
+            "expires_at": iso(now + self._ttl),
+            "consent_url": None,
+            "campaign_id": None,
+            "last_error": None,
+        }
+        if existing is not None:  # a new onboarding of a known mailbox keeps its history
+            return existing.transition(
+                MailboxState.CONSENT_REQUESTED, now=now, reason="consent requested again", **fields
+            )
+        return ExpectedMailbox(
+            email=request.email,
+            state=MailboxState.CONSENT_REQUESTED,
+            updated_at=iso(now),
+            history=(
+                Transition(iso(now), None, MailboxState.CONSENT_REQUESTED, "consent requested"),
+            ),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def _record_failure(self, claimed: ExpectedMailbox, error: MailiveryError) -> None:
+        now = self._clock()
+        code = error.code or type(error).__name__
+        failed = claimed.transition(
+            MailboxState.REQUEST_FAILED,
+            now=now,
+            reason=f"Mailivery refused the consent request: {code}",
+            last_error=LastError(
+                code=code, message=error.message, at=iso(now), request_id=error.request_id
+            ),
+        )
+        try:
+            self._repository.save(failed, read_version=claimed.version)
+        except StaleRecord:
+            logger.warning("record changed during failed consent request", extra={"code": code})
+
+
+def _describe(record: ExpectedMailbox, now: datetime) -> str:
+    if record.state is MailboxState.CONSENT_REQUESTED and record.is_expired(now):
+        return "consent_requested (expired)"
+    return record.state.value
+
+
+def _busy() -> OnboardingConflict:
+    return OnboardingConflict(
+        "CONCURRENT_UPDATE",
+        "the mailbox record is being changed concurrently; retry",
+        retry_after=1,
+    )

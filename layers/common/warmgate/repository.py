@@ -1,0 +1,148 @@
+"""MailboxTable access on the boto3 client API. Every write is conditional (optimistic lock).
+
+Item layout (one item per normalized email, partition key `email`):
+  state, names, requested_by(_principal), tags, consent_url, campaign_id, ISO timestamps,
+  `version` (N, the lock), `last_error` (M), `history` (L of M, bounded), and `purge_at`
+  (N, epoch seconds, the table's TTL attribute).
+
+TTL is for housekeeping, not for the business rule: DynamoDB deletes expired items up to days
+late (and moto never does), so code decides expiry from `expires_at`. `purge_at` is set to
+`expires_at` + retention only while a record is waiting for consent or has ended, so an audit
+trail survives for a while and a warming mailbox's record is never purged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from warmgate.mailboxes import (
+    ENDED_STATES,
+    ExpectedMailbox,
+    LastError,
+    MailboxState,
+    Transition,
+    parse_iso,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+PURGE_AFTER_END = timedelta(days=90)
+_PURGEABLE = ENDED_STATES | {MailboxState.CONSENT_REQUESTED}
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StaleRecord(Exception):
+    """Someone else wrote the record since it was read: re-read and decide again."""
+
+
+class MailboxRepository:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def get(self, email: str) -> ExpectedMailbox | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"email": {"S": email}},
+            ConsistentRead=True,  # decisions are made on this read: never a stale copy
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def save(self, record: ExpectedMailbox, *, read_version: int | None) -> ExpectedMailbox:
+        """Write `record` if the stored one is still at `read_version` (None: must not exist).
+
+        Returns the record as stored (version incremented); raises StaleRecord otherwise.
+        """
+        stored = replace(record, version=(read_version or 0) + 1)
+        condition: dict[str, Any]
+        if read_version is None:
+            condition = {"ConditionExpression": "attribute_not_exists(email)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :read_version",
+                "ExpressionAttributeValues": {":read_version": {"N": str(read_version)}},
+            }
+        try:
+            self._client.put_item(TableName=self._table, Item=_to_item(stored), **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise StaleRecord(record.email) from None
+            raise
+        return stored
+
+
+def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "email": record.email,
+        "state": record.state.value,
+        "first_name": record.first_name,
+        "last_name": record.last_name,
+        "requested_by": record.requested_by,
+        "requested_by_principal": record.requested_by_principal,
+        "request_fingerprint": record.request_fingerprint,
+        "requested_at": record.requested_at,
+        "expires_at": record.expires_at,
+        "updated_at": record.updated_at,
+        "version": record.version,
+        "tags": list(record.tags),
+        "email_per_day": record.email_per_day,
+        "response_rate": record.response_rate,
+        "consent_url": record.consent_url,
+        "campaign_id": record.campaign_id,
+        "history": [t.to_dict() for t in record.history],
+    }
+    if record.last_error:
+        error = record.last_error
+        data["last_error"] = {
+            "code": error.code,
+            "message": error.message,
+            "at": error.at,
+            "request_id": error.request_id,
+        }
+    if record.state in _PURGEABLE:
+        data["purge_at"] = int((parse_iso(record.expires_at) + PURGE_AFTER_END).timestamp())
+    return {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+
+
+def _from_item(item: dict[str, Any]) -> ExpectedMailbox:
+    data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    error = data.get("last_error")
+    return ExpectedMailbox(
+        email=data["email"],
+        state=MailboxState(data["state"]),
+        first_name=data["first_name"],
+        last_name=data.get("last_name"),
+        requested_by=data["requested_by"],
+        requested_by_principal=data.get("requested_by_principal"),
+        request_fingerprint=data.get("request_fingerprint"),
+        requested_at=data["requested_at"],
+        expires_at=data["expires_at"],
+        updated_at=data["updated_at"],
+        version=int(data["version"]),
+        tags=tuple(data.get("tags", ())),
+        email_per_day=_optional_int(data.get("email_per_day")),
+        response_rate=_optional_int(data.get("response_rate")),
+        consent_url=data.get("consent_url"),
+        campaign_id=data.get("campaign_id"),
+        last_error=LastError(
+            code=error["code"],
+            message=error["message"],
+            at=error["at"],
+            request_id=error.get("request_id"),
+        )
+        if error
+        else None,
+        history=tuple(Transition.from_dict(t) for t in data.get("history", ())),
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
