@@ -111,7 +111,7 @@ def post(module: ModuleType, **changes: Any) -> tuple[int, dict[str, Any], dict[
 
 
 def item(aws: Any, email: str = "ada.lovelace@contoso.com") -> dict[str, Any] | None:
-    found = aws.get_item(TableName=TABLE, Key={"email": {"S": email}}, ConsistentRead=True)
+    found = aws.get_item(TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True)
     result: dict[str, Any] | None = found.get("Item")
     return result
 
@@ -312,7 +312,7 @@ def test_request_consent_after_expiry_other_requester_gets_new_link(
     _, first, _ = post(onboarding)
     aws.update_item(  # time passes: the expectation's expiry is behind us
         TableName=TABLE,
-        Key={"email": {"S": "ada.lovelace@contoso.com"}},
+        Key={"pk": {"S": "mailbox#ada.lovelace@contoso.com"}},
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": {"S": "2020-01-01T00:00:00Z"}},
     )
@@ -344,7 +344,7 @@ def test_request_consent_abandoned_in_flight_record_does_not_block(
     post(onboarding)
     aws.update_item(  # the function died between the claim and storing the URL, long ago
         TableName=TABLE,
-        Key={"email": {"S": "ada.lovelace@contoso.com"}},
+        Key={"pk": {"S": "mailbox#ada.lovelace@contoso.com"}},
         UpdateExpression="REMOVE consent_url SET updated_at = :old",
         ExpressionAttributeValues={":old": {"S": "2020-01-01T00:00:00Z"}},
     )
@@ -358,7 +358,7 @@ def test_request_consent_mailbox_already_warming_returns_409(
     post(onboarding)
     aws.update_item(
         TableName=TABLE,
-        Key={"email": {"S": "ada.lovelace@contoso.com"}},
+        Key={"pk": {"S": "mailbox#ada.lovelace@contoso.com"}},
         UpdateExpression="SET #s = :warming",
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues={":warming": {"S": "warming"}},

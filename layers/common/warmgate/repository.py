@@ -1,6 +1,11 @@
 """MailboxTable access on the boto3 client API. Every write is conditional (optimistic lock).
 
-Item layout (one item per normalized email, partition key `email`):
+One table, partition key `pk`, several kinds of item:
+  `mailbox#<normalized email>`  an ExpectedMailbox (below);
+  `campaign#<campaign id>`      a campaign the worker handled without an expectation (ledger);
+  `budget#mailivery`            the shared Mailivery request budget (warmgate.rate_budget).
+
+ExpectedMailbox item layout:
   state, names, requested_by(_principal), tags, consent_url, campaign_id, ISO timestamps,
   `version` (N, the lock), `last_error` (M), `history` (L of M, bounded), and `purge_at`
   (N, epoch seconds, the table's TTL attribute).
@@ -38,6 +43,10 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+def mailbox_key(email: str) -> dict[str, Any]:
+    return {"pk": {"S": f"mailbox#{email}"}}
+
+
 class StaleRecord(Exception):
     """Someone else wrote the record since it was read: re-read and decide again."""
 
@@ -50,7 +59,7 @@ class MailboxRepository:
     def get(self, email: str) -> ExpectedMailbox | None:
         response = self._client.get_item(
             TableName=self._table,
-            Key={"email": {"S": email}},
+            Key=mailbox_key(email),
             ConsistentRead=True,  # decisions are made on this read: never a stale copy
         )
         item = response.get("Item")
@@ -64,7 +73,7 @@ class MailboxRepository:
         stored = replace(record, version=(read_version or 0) + 1)
         condition: dict[str, Any]
         if read_version is None:
-            condition = {"ConditionExpression": "attribute_not_exists(email)"}
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {
                 "ConditionExpression": "version = :read_version",
@@ -109,7 +118,8 @@ def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
         }
     if record.state in _PURGEABLE:
         data["purge_at"] = int((parse_iso(record.expires_at) + PURGE_AFTER_END).timestamp())
-    return {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+    item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+    return item | mailbox_key(record.email)
 
 
 def _from_item(item: dict[str, Any]) -> ExpectedMailbox:
