@@ -104,6 +104,7 @@ class ExpectedMailbox:
     consent_url: str | None = None
     campaign_id: str | None = None
     last_error: LastError | None = None
+    start_attempts: int = 0  # consecutive start/resume refusals (connection check failed)
     history: tuple[Transition, ...] = field(default=())
 
     def is_expired(self, now: datetime) -> bool:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from warmgate.campaigns import CampaignLedgerEntry, LedgerState
 from warmgate.mailboxes import (
     ENDED_STATES,
     ExpectedMailbox,
@@ -71,6 +72,24 @@ class MailboxRepository:
         Returns the record as stored (version incremented); raises StaleRecord otherwise.
         """
         stored = replace(record, version=(read_version or 0) + 1)
+        self._put(_to_item(stored), read_version, record.email)
+        return stored
+
+    def get_ledger_entry(self, campaign_id: str) -> CampaignLedgerEntry | None:
+        response = self._client.get_item(
+            TableName=self._table, Key=ledger_key(campaign_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _ledger_from_item(item) if item else None
+
+    def save_ledger_entry(
+        self, entry: CampaignLedgerEntry, *, read_version: int | None
+    ) -> CampaignLedgerEntry:
+        stored = replace(entry, version=(read_version or 0) + 1)
+        self._put(_ledger_to_item(stored), read_version, entry.campaign_id)
+        return stored
+
+    def _put(self, item: dict[str, Any], read_version: int | None, name: str) -> None:
         condition: dict[str, Any]
         if read_version is None:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -80,12 +99,42 @@ class MailboxRepository:
                 "ExpressionAttributeValues": {":read_version": {"N": str(read_version)}},
             }
         try:
-            self._client.put_item(TableName=self._table, Item=_to_item(stored), **condition)
+            self._client.put_item(TableName=self._table, Item=item, **condition)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise StaleRecord(record.email) from None
+                raise StaleRecord(name) from None
             raise
-        return stored
+
+
+def ledger_key(campaign_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"campaign#{campaign_id}"}}
+
+
+def _ledger_to_item(entry: CampaignLedgerEntry) -> dict[str, Any]:
+    data = {
+        "campaign_id": entry.campaign_id,
+        "state": entry.state.value,
+        "email": entry.email,
+        "reason": entry.reason,
+        "first_seen_at": entry.first_seen_at,
+        "updated_at": entry.updated_at,
+        "version": entry.version,
+    }
+    item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+    return item | ledger_key(entry.campaign_id)
+
+
+def _ledger_from_item(item: dict[str, Any]) -> CampaignLedgerEntry:
+    data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return CampaignLedgerEntry(
+        campaign_id=data["campaign_id"],
+        state=LedgerState(data["state"]),
+        email=data.get("email"),
+        reason=data.get("reason", ""),
+        first_seen_at=data["first_seen_at"],
+        updated_at=data["updated_at"],
+        version=int(data["version"]),
+    )
 
 
 def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
@@ -106,6 +155,7 @@ def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
         "response_rate": record.response_rate,
         "consent_url": record.consent_url,
         "campaign_id": record.campaign_id,
+        "start_attempts": record.start_attempts,
         "history": [t.to_dict() for t in record.history],
     }
     if record.last_error:
@@ -150,6 +200,7 @@ def _from_item(item: dict[str, Any]) -> ExpectedMailbox:
         )
         if error
         else None,
+        start_attempts=int(data.get("start_attempts", 0)),
         history=tuple(Transition.from_dict(t) for t in data.get("history", ())),
     )
 

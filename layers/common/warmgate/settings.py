@@ -77,11 +77,21 @@ class Settings(BaseModel):
     # warmgate.mailivery.contract.VendorContract (paths, status field, body encoding, tags).
     mailivery_contract_overrides: str | None = Field(None, alias="MAILIVERY_CONTRACT_OVERRIDES")
 
+    # One budget per API key, shared by every instance (warmgate.rate_budget) [doc: 240/min].
+    mailivery_requests_per_minute: int = Field(
+        240, alias="MAILIVERY_REQUESTS_PER_MINUTE", ge=20, le=6000
+    )
+
     # --- Policy knobs ---
     expectation_ttl_hours: float = Field(24.0, alias="EXPECTATION_TTL_HOURS", gt=0, le=24 * 30)
     unexpected_campaign_policy: UnexpectedCampaignPolicy = Field(
         UnexpectedCampaignPolicy.LEAVE, alias="UNEXPECTED_CAMPAIGN_POLICY"
     )
+    # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
+    # workers this long; after it, a crashed worker's claim is taken over. > function timeout.
+    claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
+    # Start/resume refusals (Mailivery cannot connect) retried with growing delay, then parked.
+    max_start_attempts: int = Field(4, alias="MAX_START_ATTEMPTS", ge=1, le=10)
 
     _split_hosts = field_validator("mailivery_consent_hosts", mode="before")(_csv)
 

@@ -61,7 +61,9 @@ def api_key_provider(settings: Settings) -> Callable[[], str]:
     raise SettingsError("missing environment variable: MAILIVERY_API_KEY_SECRET")
 
 
-def client_from_settings(settings: Settings) -> MailiveryClient:
+def client_from_settings(
+    settings: Settings, throttle: Callable[[], None] | None = None
+) -> MailiveryClient:
     try:
         contract = VendorContract.from_overrides(settings.mailivery_contract_overrides)
     except ValueError as exc:
@@ -76,4 +78,5 @@ def client_from_settings(settings: Settings) -> MailiveryClient:
             connect=settings.mailivery_connect_timeout_seconds,
         ),
         retry=RetryPolicy(attempts=settings.mailivery_read_retries + 1),
+        throttle=throttle,
     )

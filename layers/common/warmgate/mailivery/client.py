@@ -95,6 +95,7 @@ class MailiveryClient:
         retry: RetryPolicy | None = None,
         http: httpx.Client = HTTP,
         sleep: Callable[[float], None] = time.sleep,
+        throttle: Callable[[], None] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key  # a callable: the secret is fetched (and cached) when needed
@@ -104,6 +105,9 @@ class MailiveryClient:
         self._retry = retry or RetryPolicy()
         self._http = http
         self._sleep = sleep
+        # Called before every HTTP request, retries included: takes a token from the request
+        # budget shared by all instances (warmgate.rate_budget), or raises to defer the work.
+        self._throttle = throttle
 
     # --- endpoints -----------------------------------------------------------------------
 
@@ -279,6 +283,8 @@ class MailiveryClient:
                 content["data"] = _form_fields(body)
             else:
                 content["json"] = body
+        if self._throttle is not None:
+            self._throttle()
         started = time.perf_counter()
         log = {"method": method, "path": path_template, "request_id": request_id}
         try:

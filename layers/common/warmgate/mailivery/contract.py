@@ -45,6 +45,9 @@ class VendorContract(BaseModel):
     body_encoding: BodyEncoding = BodyEncoding.JSON
     tags_placement: TagsPlacement = TagsPlacement.TAGS  # [unknown which]
     request_id_header: str = "X-Request-ID"  # [peer]; the reference does not name it
+    # The connection-problem webhook's `type` string [unknown]: an event type containing any of
+    # these (lower-cased) is treated as one.
+    connection_problem_event_markers: tuple[str, ...] = ("connection", "disconnect")
     # Pagination of GET /campaigns [unknown]: page-number query parameters, Laravel-style meta.
     page_param: str = "page"
     per_page_param: str = "per_page"

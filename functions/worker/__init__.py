@@ -1,0 +1,1 @@
+"""WorkerFunction: verifies each campaign event and starts, resumes, deletes or leaves it."""

@@ -1,0 +1,89 @@
+"""WorkerFunction: WorkQueue batches → verify each campaign → start / resume / delete / leave."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from warmgate.mailivery import client_from_settings
+from warmgate.observability import logger, metrics
+from warmgate.rate_budget import RateBudget
+from warmgate.repository import MailboxRepository
+from warmgate.settings import load_settings
+from warmgate.webhook_intake import QueuedWebhook
+from warmgate.worker import CampaignWorker, RetryLater
+
+# WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
+# to WorkDLQ, so it is counted as such.
+MAX_RECEIVES = 5
+
+settings = load_settings(
+    require=[
+        "MAILBOX_TABLE_NAME",
+        "WORK_QUEUE_URL",
+        "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY",
+    ]
+)
+dynamodb = boto3.client("dynamodb")
+sqs = boto3.client("sqs")
+table = settings.mailbox_table_name or ""
+budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
+worker = CampaignWorker(
+    MailboxRepository(dynamodb, table),
+    client_from_settings(settings, throttle=budget.acquire),
+    policy=settings.unexpected_campaign_policy,
+    claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+    max_start_attempts=settings.max_start_attempts,
+)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def handle_record(record: SQSRecord) -> None:
+    try:
+        _handle(record)
+    except Exception:
+        if int(record.attributes.approximate_receive_count) >= MAX_RECEIVES:
+            metrics.add_metric(name="DlqBound", unit="Count", value=1)
+            logger.exception("last receive failed: the message goes to WorkDLQ")
+        raise
+
+
+def _handle(record: SQSRecord) -> None:
+    message = QueuedWebhook.from_message_body(record.body)  # malformed: fails, then the DLQ
+    with logger.append_context_keys(
+        campaign_id=message.campaign_id,
+        webhook_request_id=message.request_id,
+        event_type=message.event_type,
+    ):
+        try:
+            outcome = worker.handle(message)
+        except RetryLater as later:
+            # A fresh copy with a delay instead of a failed receive: waiting for the budget or
+            # for a mailbox to reconnect must not use up the receives that lead to the DLQ.
+            sqs.send_message(
+                QueueUrl=settings.work_queue_url or "",
+                MessageBody=record.body,
+                DelaySeconds=later.delay,
+            )
+            logger.info("deferred", extra={"delay_s": later.delay, "reason": later.reason})
+            metrics.add_metric(name=later.kind, unit="Count", value=1)
+            return
+        metrics.add_metric(name=outcome.value, unit="Count", value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

@@ -1,0 +1,258 @@
+"""The worker's service: verify one campaign event and start, resume, delete or leave it.
+
+Reads the inputs of `decisions.decide`, then applies the decision with conditional writes:
+a claim (mailbox `verifying` / ledger `deleting`) is written *before* the one vendor call, and
+the final state after it, so duplicates and re-ordered deliveries on other workers find the
+claim or the result and make no second call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from warmgate.campaigns import CampaignLedgerEntry, LedgerState
+from warmgate.decisions import (
+    Action,
+    CampaignDecision,
+    EventKind,
+    Outcome,
+    classify_event,
+    decide,
+)
+from warmgate.mailboxes import ExpectedMailbox, LastError, MailboxState, iso, utc_now
+from warmgate.mailivery import (
+    Campaign,
+    CampaignStatus,
+    Conflict,
+    MailiveryClient,
+    MailiveryError,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
+from warmgate.observability import logger
+from warmgate.rate_budget import BudgetExhausted
+from warmgate.repository import MailboxRepository, StaleRecord
+from warmgate.settings import UnexpectedCampaignPolicy
+from warmgate.webhook_intake import QueuedWebhook
+
+START_RETRY_BASE_SECONDS = 60  # 60, 120, 240, 480 s …
+MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
+RACE_RETRY_SECONDS = 2  # a concurrent write won: decide again soon on the new record
+
+
+class RetryLater(Exception):
+    """Not done yet, not failed: the message should come back after `delay` seconds.
+
+    `kind` names why, for metrics: rate_limited, busy, start_failed, conflict.
+    """
+
+    def __init__(self, delay: float, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = max(1, min(MAX_DEFER_SECONDS, math.ceil(delay)))
+        self.kind = kind
+        self.reason = reason
+
+
+class CampaignWorker:
+    def __init__(
+        self,
+        repository: MailboxRepository,
+        mailivery: MailiveryClient,
+        *,
+        policy: UnexpectedCampaignPolicy,
+        claim_lease: timedelta,
+        max_start_attempts: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        self._mailivery = mailivery
+        self._policy = policy
+        self._lease = claim_lease
+        self._max_start_attempts = max_start_attempts
+        self._clock = clock
+
+    def handle(self, message: QueuedWebhook) -> Outcome:
+        kind = classify_event(
+            message.event_type, self._mailivery.contract.connection_problem_event_markers
+        )
+        if kind is EventKind.OTHER:
+            logger.info("event type not acted upon", extra={"event_type": message.event_type})
+            return Outcome.IGNORED
+        try:
+            return self._handle(kind, message)
+        except (RateLimited, BudgetExhausted) as exc:
+            raise RetryLater(
+                exc.retry_after or 60, "rate_limited", "Mailivery request budget exhausted"
+            ) from exc
+        except StaleRecord:
+            raise RetryLater(
+                RACE_RETRY_SECONDS, "conflict", "record changed concurrently"
+            ) from None
+
+    def _handle(self, kind: EventKind, message: QueuedWebhook) -> Outcome:
+        campaign_id, campaign = self._reread(message)
+        if campaign_id is None:
+            logger.warning("no campaign for this event", extra={"event_type": message.event_type})
+            return Outcome.IGNORED
+        email = campaign.email if campaign is not None else message.email
+        mailbox = self._repository.get(email) if email else None
+        ledger = self._repository.get_ledger_entry(campaign_id)
+        now = self._clock()
+        decision = decide(
+            kind, campaign_id, campaign, mailbox, ledger, self._policy, now, self._lease
+        )
+        logger.info(
+            "campaign decision",
+            extra={
+                "outcome": decision.outcome.value,
+                "action": decision.action.value,
+                "reason": decision.reason,
+            },
+        )
+        if decision.outcome is Outcome.BUSY:
+            raise RetryLater(self._lease.total_seconds(), "busy", decision.reason)
+        if decision.action in (Action.START, Action.RESUME) and mailbox is not None:
+            return self._warm_up(decision, campaign_id, mailbox)
+        if decision.action is Action.DELETE:
+            return self._delete(decision, campaign_id, email, mailbox, ledger)
+        self._record(decision, campaign_id, email, mailbox, ledger, now)
+        return decision.outcome
+
+    def _reread(self, message: QueuedWebhook) -> tuple[str | None, Campaign | None]:
+        """The campaign as Mailivery has it now (None if gone): the webhook is only a hint."""
+        if message.campaign_id is not None:
+            try:
+                return message.campaign_id, self._mailivery.get_campaign(message.campaign_id)
+            except NotFound:
+                return message.campaign_id, None
+        if message.email:
+            found = self._mailivery.find_campaign_by_email(message.email)
+            if found is not None:
+                return found.campaign_id, found
+        return None, None
+
+    def _warm_up(
+        self, decision: CampaignDecision, campaign_id: str, mailbox: ExpectedMailbox
+    ) -> Outcome:
+        now = self._clock()
+        claimed = self._repository.save(
+            mailbox.transition(
+                MailboxState.VERIFYING,
+                now=now,
+                reason=f"verified: {decision.reason}",
+                campaign_id=campaign_id,
+            ),
+            read_version=mailbox.version,
+        )
+        call = (
+            self._mailivery.start_warmup
+            if decision.action is Action.START
+            else self._mailivery.resume_warmup
+        )
+        try:
+            call(campaign_id)
+        except Conflict:
+            if not self._is_active(campaign_id):  # "already warming" after a re-read is success
+                self._release(claimed, mailbox)
+                raise RetryLater(30, "conflict", "Mailivery refused: state conflict") from None
+        except ValidationFailed as exc:
+            return self._start_refused(claimed, exc)
+        except (MailiveryError, BudgetExhausted):
+            self._release(claimed, mailbox)
+            raise
+        self._repository.save(
+            claimed.transition(
+                MailboxState.WARMING,
+                now=self._clock(),
+                reason=f"{decision.action.value} accepted by Mailivery",
+                last_error=None,
+                start_attempts=0,
+            ),
+            read_version=claimed.version,
+        )
+        return decision.outcome
+
+    def _start_refused(self, claimed: ExpectedMailbox, error: ValidationFailed) -> Outcome:
+        """Mailivery could not connect to the mailbox (or refused the start): retry, then park."""
+        now = self._clock()
+        attempts = claimed.start_attempts + 1
+        code = error.code or "VALIDATION_FAILED"
+        self._repository.save(
+            claimed.transition(
+                MailboxState.START_FAILED,
+                now=now,
+                reason=f"start refused ({code}), attempt {attempts}/{self._max_start_attempts}",
+                start_attempts=attempts,
+                last_error=LastError(code, error.message, iso(now), error.request_id),
+            ),
+            read_version=claimed.version,
+        )
+        if attempts >= self._max_start_attempts:
+            logger.warning("start refused repeatedly: parked", extra={"attempts": attempts})
+            return Outcome.START_PARKED
+        raise RetryLater(
+            START_RETRY_BASE_SECONDS * 2 ** (attempts - 1), "start_failed", f"refused: {code}"
+        )
+
+    def _delete(
+        self,
+        decision: CampaignDecision,
+        campaign_id: str,
+        email: str | None,
+        mailbox: ExpectedMailbox | None,
+        ledger: CampaignLedgerEntry | None,
+    ) -> Outcome:
+        now = self._clock()
+        entry = ledger or CampaignLedgerEntry(
+            campaign_id, LedgerState.DELETING, email, decision.reason, iso(now), iso(now)
+        )
+        claimed = self._repository.save_ledger_entry(
+            entry.moved_to(LedgerState.DELETING, now=now, reason=decision.reason),
+            read_version=ledger.version if ledger else None,
+        )
+        with contextlib.suppress(NotFound):  # already gone: the goal is reached
+            self._mailivery.delete_campaign(campaign_id)
+        self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
+        return decision.outcome
+
+    def _record(
+        self,
+        decision: CampaignDecision,
+        campaign_id: str,
+        email: str | None,
+        mailbox: ExpectedMailbox | None,
+        ledger: CampaignLedgerEntry | None,
+        now: datetime,
+    ) -> None:
+        """Write the decision's target states (no vendor call involved, or it succeeded)."""
+        if decision.mailbox_state is not None and mailbox is not None:
+            self._repository.save(
+                mailbox.transition(decision.mailbox_state, now=now, reason=decision.reason),
+                read_version=mailbox.version,
+            )
+        if decision.ledger_state is not None:
+            entry = ledger or CampaignLedgerEntry(
+                campaign_id, decision.ledger_state, email, decision.reason, iso(now), iso(now)
+            )
+            self._repository.save_ledger_entry(
+                entry.moved_to(decision.ledger_state, now=now, reason=decision.reason),
+                read_version=ledger.version if ledger else None,
+            )
+
+    def _is_active(self, campaign_id: str) -> bool:
+        try:
+            return self._mailivery.get_campaign(campaign_id).status is CampaignStatus.ACTIVE
+        except NotFound:
+            return False
+
+    def _release(self, claimed: ExpectedMailbox, before: ExpectedMailbox) -> None:
+        """Undo our claim after a transient failure, so the retry is not blocked by our lease."""
+        try:
+            self._repository.save(replace(before), read_version=claimed.version)
+        except StaleRecord:
+            logger.warning("claim changed before it could be released")

@@ -1,0 +1,480 @@
+"""WorkerFunction against moto (table and queues from template.yaml) and the Mailivery sandbox.
+
+Expectations are created through the real OnboardingFunction and campaigns through the
+sandbox's consent step, so every test runs the onboarding flow as it happens in production.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+
+from devstack.sandbox import MailiverySandbox
+from devstack.sandbox_control import SandboxControl
+from devstack.template import create_queues, create_table
+from tests.integration.test_onboarding_api import (
+    API_KEY,
+    TABLE,
+    LambdaContext,
+    load_event,
+    load_function,
+)
+from warmgate.webhook_intake import QueuedWebhook
+
+ADA = "ada.lovelace@contoso.com"
+
+
+@dataclass
+class Stack:
+    aws: Any
+    sqs: Any
+    queue_url: str
+    control: SandboxControl
+    onboarding: ModuleType
+    worker: ModuleType
+
+    # --- the flow ---
+
+    def expect(self, email: str = ADA, **changes: Any) -> str:
+        """POST /mailboxes through the onboarding handler; returns the consent URL."""
+        event = load_event("onboarding-request-consent.json")
+        body = json.loads(event["body"]) | {"email": email} | changes
+        event["body"] = json.dumps(body)
+        response = self.onboarding.lambda_handler(event, LambdaContext())
+        assert response["statusCode"] == 201, response["body"]
+        url: str = json.loads(response["body"])["consent_url"]
+        return url
+
+    def consent(self, url: str, email: str | None = None) -> str:
+        return str(self.control.consent(url=url, email=email)["campaign"]["id"])
+
+    def deliver(self, *bodies: str, receive_count: int = 1) -> list[str]:
+        """Invoke the worker with one SQS batch; returns the failed message ids."""
+        event = load_event("worker-batch-valid.json")
+        template = event["Records"][0]
+        records = []
+        for n, body in enumerate(bodies):
+            record = copy.deepcopy(template)
+            record["messageId"] = f"message-{n}"
+            record["body"] = body
+            record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+            records.append(record)
+        response = self.worker.lambda_handler({"Records": records}, LambdaContext())
+        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+    # --- observations ---
+
+    def vendor_calls(self, suffix: str, method: str = "PATCH") -> list[dict[str, Any]]:
+        return [
+            c for c in self.control.calls() if c["method"] == method and c["path"].endswith(suffix)
+        ]
+
+    def mailbox(self, email: str = ADA) -> dict[str, Any]:
+        item = self.aws.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True
+        )["Item"]
+        return {k: v.get("S", v.get("N")) for k, v in item.items() if "S" in v or "N" in v}
+
+    def ledger(self, campaign_id: str) -> dict[str, Any] | None:
+        item = self.aws.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"campaign#{campaign_id}"}}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else {k: v.get("S", v.get("N")) for k, v in item.items()}
+
+    def deferred(self) -> list[dict[str, Any]]:
+        """Messages the worker put back with a delay (moto keeps them invisible until due)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return [{}] * int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -> str:
+    payload = {
+        "type": event_type,
+        "action": event_type.removeprefix("campaign."),
+        "account": {"campaign_id": campaign_id, "email": email},
+    }
+    return QueuedWebhook(
+        event_type=event_type,
+        campaign_id=campaign_id,
+        email=email,
+        dedup_key=f"{event_type}:{campaign_id}",
+        received_at="2026-11-25T23:15:02Z",
+        request_id="test-request",
+        payload=payload,
+    ).message_body()
+
+
+def pending(campaign_id: str, email: str | None = ADA) -> str:
+    return message("campaign.pending", campaign_id, email)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[MailiverySandbox]:
+    with MailiverySandbox(api_keys=(API_KEY,)) as running:
+        yield running
+
+
+@pytest.fixture
+def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    env = {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "WARMGATE_STAGE": "local",
+        "MAILBOX_TABLE_NAME": TABLE,
+        "MAILIVERY_BASE_URL": sandbox.api_base_url,
+        "MAILIVERY_API_KEY": API_KEY,
+        "MAILIVERY_READ_TIMEOUT_SECONDS": "1",
+        "MAILIVERY_READ_RETRIES": "0",
+        "POWERTOOLS_METRICS_NAMESPACE": "warmgate-test",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws(), SandboxControl(sandbox.url) as control:
+        aws = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        create_table(aws, "MailboxTable", TABLE)
+        queue_url = create_queues(sqs)["WorkQueue"]
+        monkeypatch.setenv("WORK_QUEUE_URL", queue_url)
+        yield Stack(
+            aws, sqs, queue_url, control, load_function("onboarding"), load_function("worker")
+        )
+
+
+def reload_worker(stack: Stack, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    stack.worker = load_function("worker")
+
+
+# --- the decisions, end to end -------------------------------------------------------------------
+
+
+def test_worker_expected_pending_campaign_is_started(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+
+    assert stack.deliver(pending(campaign_id)) == []
+
+    assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/start-warmup")) == 1
+    record = stack.mailbox()
+    assert record["state"] == "warming"
+    assert record["campaign_id"] == campaign_id
+    assert stack.control.campaigns()[0]["status"] == "active"
+
+
+def test_worker_consent_with_other_case_email_is_still_expected(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect(), email="  ADA.Lovelace@CONTOSO.com")
+    stack.deliver(pending(campaign_id, email=None))
+    assert stack.mailbox()["state"] == "warming"
+
+
+def test_worker_expected_paused_campaign_is_resumed(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.pause_campaign(campaign_id)
+
+    stack.deliver(message("campaign.updated", campaign_id))
+
+    assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/resume-warmup")) == 1
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.mailbox()["state"] == "warming"
+
+
+def test_worker_unexpected_campaign_left_pending_by_default(stack: Stack) -> None:
+    campaign_id = str(stack.control.seed_campaign(email="eve@contoso.com")["id"])
+
+    stack.deliver(pending(campaign_id, "eve@contoso.com"))
+
+    assert stack.vendor_calls("") == []  # no PATCH at all
+    assert stack.vendor_calls("", method="DELETE") == []
+    assert stack.ledger(campaign_id)["state"] == "left_pending"  # type: ignore[index]
+    assert stack.control.campaigns()[0]["status"] == "pending"
+
+
+def test_worker_unexpected_campaign_deleted_by_policy(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reload_worker(stack, monkeypatch, UNEXPECTED_CAMPAIGN_POLICY="delete")
+    campaign_id = str(stack.control.seed_campaign(email="eve@contoso.com")["id"])
+
+    stack.deliver(pending(campaign_id, "eve@contoso.com"))
+
+    assert len(stack.vendor_calls(f"/campaigns/{campaign_id}", method="DELETE")) == 1
+    assert stack.ledger(campaign_id)["state"] == "deleted"  # type: ignore[index]
+    assert stack.control.campaigns() == []
+
+
+def test_worker_other_mailbox_consented_is_not_started(stack: Stack) -> None:
+    """The owner signed in at Microsoft with another mailbox than the one requested."""
+    campaign_id = stack.consent(stack.expect(), email="eve@contoso.com")
+
+    stack.deliver(pending(campaign_id, "eve@contoso.com"))
+
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.ledger(campaign_id)["state"] == "left_pending"  # type: ignore[index]
+
+
+def test_worker_expired_expectation_is_rejected_not_started(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.aws.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"S": "2020-01-01T00:00:00Z"}},
+    )
+
+    stack.deliver(pending(campaign_id))
+
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.mailbox()["state"] == "rejected"
+
+
+def test_worker_withdrawn_expectation_is_not_started(stack: Stack) -> None:
+    url = stack.expect()
+    stack.onboarding.lambda_handler(load_event("onboarding-withdraw-mailbox.json"), LambdaContext())
+    campaign_id = stack.consent(url)
+
+    stack.deliver(pending(campaign_id))
+
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.mailbox()["state"] == "withdrawn"
+
+
+def test_worker_webhook_hint_is_not_trusted_over_reread(stack: Stack) -> None:
+    """A payload claiming the expected email for someone else's campaign starts nothing."""
+    stack.expect()
+    campaign_id = str(stack.control.seed_campaign(email="eve@contoso.com")["id"])
+
+    stack.deliver(pending(campaign_id, ADA))
+
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.mailbox()["state"] == "consent_requested"
+
+
+# --- duplicates and ordering ---------------------------------------------------------------------
+
+
+def test_worker_three_duplicates_in_one_batch_one_start_call(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+
+    failures = stack.deliver(pending(campaign_id), pending(campaign_id), pending(campaign_id))
+
+    assert failures == []
+    assert len(stack.vendor_calls("/start-warmup")) == 1
+
+
+def test_worker_duplicates_across_batches_and_event_types_one_start_call(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.deliver(message("campaign.created", campaign_id), pending(campaign_id))
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert len(stack.vendor_calls("/start-warmup")) == 1
+    assert stack.vendor_calls("/resume-warmup") == []
+
+
+def test_worker_unexpected_duplicates_one_delete_call(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reload_worker(stack, monkeypatch, UNEXPECTED_CAMPAIGN_POLICY="delete")
+    campaign_id = str(stack.control.seed_campaign(email="eve@contoso.com")["id"])
+    body = pending(campaign_id, "eve@contoso.com")
+
+    stack.deliver(body, body)
+    stack.deliver(body, message("campaign.deleted", campaign_id, "eve@contoso.com"))
+
+    assert len(stack.vendor_calls("", method="DELETE")) == 1
+
+
+def test_worker_deleted_before_pending_reordered_no_start(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.worker.worker._mailivery.delete_campaign(campaign_id)  # deleted meanwhile
+
+    stack.deliver(message("campaign.deleted", campaign_id), pending(campaign_id))
+
+    assert stack.vendor_calls("/start-warmup") == []
+    assert stack.ledger(campaign_id)["state"] == "deleted"  # type: ignore[index]
+
+
+def test_worker_deleted_after_warming_marks_mailbox_deleted(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.worker.worker._mailivery.delete_campaign(campaign_id)
+
+    stack.deliver(message("campaign.deleted", campaign_id))
+
+    assert stack.mailbox()["state"] == "deleted"
+
+
+def test_worker_connection_problem_then_reconnect_resumes(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.control.break_connection(campaign_id)
+
+    stack.deliver(message("campaign.connection_problem", campaign_id))
+    assert stack.mailbox()["state"] == "connection_problem"
+
+    stack.deliver(message("campaign.updated", campaign_id))  # after a Microsoft reconnect
+    assert stack.mailbox()["state"] == "warming"
+    assert len(stack.vendor_calls("/resume-warmup")) == 1
+
+
+# --- failures, budget and retries ----------------------------------------------------------------
+
+
+def test_worker_connection_failure_is_retried_then_parked(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_connection(ADA, ok=False)
+
+    for attempt in range(1, 4):
+        assert stack.deliver(pending(campaign_id)) == []  # deferred, not failed
+        record = stack.mailbox()
+        assert (record["state"], record["start_attempts"]) == ("start_failed", str(attempt))
+    assert len(stack.deferred()) == 3
+
+    assert stack.deliver(pending(campaign_id)) == []  # 4th refusal: parked, not deferred
+    assert len(stack.deferred()) == 3
+    assert stack.mailbox()["state"] == "start_failed"
+    assert len(stack.vendor_calls("/start-warmup")) == 4
+
+
+def test_worker_start_after_connection_fixed_succeeds(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_connection(ADA, ok=False)
+    stack.deliver(pending(campaign_id))
+    stack.control.set_connection(ADA, ok=True)
+
+    stack.deliver(pending(campaign_id))
+
+    record = stack.mailbox()
+    assert (record["state"], record["start_attempts"]) == ("warming", "0")
+
+
+def test_worker_vendor_429_defers_message_and_releases_claim(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_rate_limit(1)
+    stack.worker.worker._mailivery.get_account_limits()  # the window's only request
+
+    assert stack.deliver(pending(campaign_id)) == []
+
+    assert len(stack.deferred()) == 1
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.vendor_calls("/start-warmup") == []
+
+
+def test_worker_429_on_start_releases_claim_for_the_retry(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_rate_limit(1)  # a fresh window: the re-read passes, the start gets 429
+
+    stack.deliver(pending(campaign_id))
+
+    assert len(stack.deferred()) == 1
+    assert stack.mailbox()["state"] == "consent_requested"
+
+
+def test_worker_vendor_5xx_fails_item_for_sqs_retry(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    other = stack.consent(stack.expect("grace@contoso.com"))
+    stack.control.set_faults(
+        error_rate=1.0, error_statuses=[503], paths=[rf".*/campaigns/{campaign_id}$"], count=1
+    )
+
+    failures = stack.deliver(pending(campaign_id), pending(other, "grace@contoso.com"))
+
+    assert failures == ["message-0"]
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.mailbox("grace@contoso.com")["state"] == "warming"
+
+
+def test_worker_all_records_fail_raises_for_whole_batch_retry(stack: Stack) -> None:
+    stack.control.set_faults(error_rate=1.0, error_statuses=[500])
+    with pytest.raises(BatchProcessingError):
+        stack.deliver(pending("4711"), pending("4712"))
+
+
+def test_worker_malformed_body_fails_only_that_item(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    event = load_event("worker-batch-mixed.json")
+    event["Records"][0]["body"] = pending(campaign_id)
+
+    response = stack.worker.lambda_handler(event, LambdaContext())
+
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert failed == [event["Records"][2]["messageId"]]
+    assert stack.mailbox()["state"] == "warming"
+
+
+def test_worker_malformed_body_on_last_receive_counts_dlq_bound(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event("worker-batch-malformed.json")
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"
+    with pytest.raises(BatchProcessingError):
+        stack.worker.lambda_handler(event, LambdaContext())
+    assert '"DlqBound"' in capsys.readouterr().out
+
+
+def test_worker_unknown_event_type_is_acknowledged(stack: Stack) -> None:
+    assert stack.deliver(message("campaign.archived", "4711")) == []
+    assert stack.control.calls() == []
+
+
+def test_worker_metrics_name_the_outcome(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert any(doc.get("started") == [1.0] or doc.get("started") == 1.0 for doc in emf)
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB evaluates a condition and writes atomically; moto's backend has no lock."""
+    lock = threading.Lock()
+    for name in ("put_item", "update_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.mark.usefixtures("atomic_conditional_writes")
+def test_worker_two_instances_same_campaign_concurrently_one_start_call(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_faults(latency_ms=200)
+    instances = [stack.worker, load_function("worker")]
+    start = threading.Barrier(2)
+    failures: list[list[str]] = []
+
+    def run(instance: ModuleType) -> None:
+        start.wait(timeout=5)
+        local = Stack(**{**stack.__dict__, "worker": instance})
+        failures.append(local.deliver(pending(campaign_id)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert failures == [[], []]
+    assert len(stack.vendor_calls("/start-warmup")) == 1
+    assert stack.mailbox()["state"] == "warming"
