@@ -1,0 +1,25 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from devstack.sandbox import MailiverySandbox
+
+
+@pytest.fixture
+def sandbox() -> Iterator[MailiverySandbox]:
+    """A started Mailivery sandbox on 127.0.0.1 and a free port, key `sandbox-key`, no webhook URL.
+
+    Function-scoped: starting one takes milliseconds, and a fresh one per test means no state
+    (campaigns, rate-limit windows, faults, webhook threads) can leak between tests.
+    """
+    # Imported here so unit tests, which never use the sandbox, do not import a web server.
+    from devstack.sandbox import MailiverySandbox
+
+    with MailiverySandbox() as started:
+        yield started
