@@ -6,6 +6,7 @@ key-schema or redrive change in the template is what they run against.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,83 @@ def create_table(dynamodb: Any, logical_id: str, table_name: str) -> str:
     if ttl:
         dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
     return table_name
+
+
+# AWS::SQS::Queue properties that are SQS queue attributes of the same name.
+_QUEUE_ATTRIBUTES = (
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "DelaySeconds",
+    "FifoQueue",
+    "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+)
+
+
+def create_queues(
+    sqs: Any, name_prefix: str = "warmgate", template: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Create every AWS::SQS::Queue of the template, dead-letter targets first, with the
+    template's attributes and redrive policy. Queues are named `<name_prefix>-<LogicalId>`
+    (the template names none). Returns {logical id: queue URL}, e.g. WorkQueue and WorkDLQ."""
+    resources = (template or load_template())["Resources"]
+    pending = {
+        logical_id: definition.get("Properties") or {}
+        for logical_id, definition in resources.items()
+        if definition.get("Type") == "AWS::SQS::Queue"
+    }
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    while pending:
+        ready = [
+            logical_id
+            for logical_id, props in pending.items()
+            if _dead_letter_target(logical_id, props) in (None, *arns)
+        ]
+        if not ready:
+            raise ValueError(f"unresolvable dead-letter targets in queues {sorted(pending)}")
+        for logical_id in ready:
+            props = pending.pop(logical_id)
+            attributes = {
+                name: _attribute_text(logical_id, name, props[name])
+                for name in _QUEUE_ATTRIBUTES
+                if name in props
+            }
+            target = _dead_letter_target(logical_id, props)
+            if target is not None:
+                redrive = {**props["RedrivePolicy"], "deadLetterTargetArn": arns[target]}
+                attributes["RedrivePolicy"] = json.dumps(redrive)
+            name = f"{name_prefix}-{logical_id}"
+            if attributes.get("FifoQueue") == "true":
+                name += ".fifo"
+            url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            queue_attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            urls[logical_id] = url
+            arns[logical_id] = queue_attributes["Attributes"]["QueueArn"]
+    return urls
+
+
+def _dead_letter_target(logical_id: str, props: dict[str, Any]) -> str | None:
+    """The logical id a RedrivePolicy's `!GetAtt <Queue>.Arn` points to, if any."""
+    redrive = props.get("RedrivePolicy")
+    if not redrive:
+        return None
+    target = redrive.get("deadLetterTargetArn")
+    match target:
+        case {"Fn::GetAtt": [str() as queue, "Arn"]}:
+            return queue
+    raise ValueError(f"{logical_id}: deadLetterTargetArn must be !GetAtt <Queue>.Arn")
+
+
+def _attribute_text(logical_id: str, name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return str(value)
+    raise ValueError(f"{logical_id}.{name}: only literal values are supported locally")

@@ -1,0 +1,1 @@
+"""WebhookFunction: POST /webhooks/mailivery/{token}."""

@@ -1,0 +1,114 @@
+"""Fixtures for handler tests against moto: AWS environment, queues built from template.yaml,
+fresh handler imports, a Lambda context, and the Powertools log output."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from devstack.template import create_queues
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+AWS_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, and no endpoint override, so boto3 only talks to moto."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": AWS_REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def mocked_aws(aws_environment: None) -> Iterator[None]:
+    """moto for the test's duration; Powertools' parameter caches start and end empty, so no
+    secret value leaks from one test (or one moto backend) to the next."""
+    parameters.clear_caches()
+    with mock_aws():
+        yield
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def work_queues(mocked_aws: None) -> dict[str, str]:
+    """WorkQueue and WorkDLQ, created from template.yaml's own properties: {logical id: URL}."""
+    return create_queues(boto3.client("sqs"))
+
+
+@pytest.fixture
+def load_handler() -> Callable[[str], ModuleType]:
+    """Import functions/<name>/app.py as a brand-new module each call, after the test has set
+    the environment, so module-level settings and clients bind inside the test's mocks."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f"functions.{name}.app", ROOT / "functions" / name / "app.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+class FakeLambdaContext:
+    function_name = "WebhookFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{AWS_REGION}:123456789012:function:WebhookFunction"
+    aws_request_id = "0d6c8f0a-1d1e-4c3a-9e55-1b7a3c2f4d11"
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def load_event() -> Callable[[str], dict[str, Any]]:
+    """An events/<name> file as a fresh dict (tests may change it)."""
+
+    def load(name: str) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+        return event
+
+    return load
+
+
+@pytest.fixture
+def powertools_log() -> Iterator[io.StringIO]:
+    """Everything the Powertools logger writes during the test (its JSON lines, as Lambda would
+    print them). The logger's handler keeps the stream it was created with, which capsys does
+    not replace, so the stream is swapped here instead."""
+    from warmgate.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
