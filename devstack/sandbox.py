@@ -274,7 +274,10 @@ class MailiverySandbox:
         rate_limit_per_minute: int = 240,
         consent_host: str = "login.microsoftonline.com",
         log_requests: bool = False,
+        time_scale: float = 1.0,
     ) -> None:
+        """`time_scale` > 1 runs the rate-limit clock faster (10 → a 6 s "minute"), so a load
+        test can cross several windows quickly; Retry-After is then in scaled seconds."""
         self._port = port
         self._log_requests = log_requests
         self._api_keys = _key_set(api_keys)
@@ -292,7 +295,11 @@ class MailiverySandbox:
         self._options = SandboxOptions()
         self._calls: list[dict[str, Any]] = []
         self._store = CampaignStore()
-        self._rate_limiter = RateLimiter(rate_limit_per_minute)
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self._rate_limiter = RateLimiter(
+            rate_limit_per_minute, clock=lambda: time.monotonic() * time_scale
+        )
         self._faults = FaultInjector()
         self._webhooks = WebhookDispatcher(webhook_url, self._stopping)
         self._server: BaseWSGIServer | None = None

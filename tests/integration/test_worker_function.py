@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +24,7 @@ from moto.dynamodb.models import DynamoDBBackend
 
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
+from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
 from tests.integration.test_onboarding_api import (
     API_KEY,
@@ -30,7 +33,12 @@ from tests.integration.test_onboarding_api import (
     load_event,
     load_function,
 )
+from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.mailivery import client_from_settings
+from warmgate.rate_budget import RateBudget
+from warmgate.repository import MailboxRepository
 from warmgate.webhook_intake import QueuedWebhook
+from warmgate.worker import CampaignWorker
 
 ADA = "ada.lovelace@contoso.com"
 
@@ -127,15 +135,14 @@ def sandbox() -> Iterator[MailiverySandbox]:
         yield running
 
 
-@pytest.fixture
-def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) -> None:
     env = {
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "WARMGATE_STAGE": "local",
         "MAILBOX_TABLE_NAME": TABLE,
-        "MAILIVERY_BASE_URL": sandbox.api_base_url,
+        "MAILIVERY_BASE_URL": mailivery_base_url,
         "MAILIVERY_API_KEY": API_KEY,
         "MAILIVERY_READ_TIMEOUT_SECONDS": "1",
         "MAILIVERY_READ_RETRIES": "0",
@@ -144,6 +151,11 @@ def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    set_environment(monkeypatch, sandbox.api_base_url)
     with mock_aws(), SandboxControl(sandbox.url) as control:
         aws = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
@@ -478,3 +490,103 @@ def test_worker_two_instances_same_campaign_concurrently_one_start_call(stack: S
     assert failures == [[], []]
     assert len(stack.vendor_calls("/start-warmup")) == 1
     assert stack.mailbox()["state"] == "warming"
+
+
+# --- the shared request budget under load ----------------------------------------------------
+
+
+TIME_SCALE = 10  # the sandbox's rate-limit clock and the budget's clock both run 10x faster
+
+
+@pytest.fixture
+def fast_sandbox() -> Iterator[MailiverySandbox]:
+    with MailiverySandbox(api_keys=(API_KEY,), time_scale=TIME_SCALE) as running:
+        yield running
+
+
+def scaled_worker(instance: ModuleType) -> None:
+    """Rebind the handler's worker to a budget whose clock matches the sandbox's scaled one."""
+    settings = instance.settings
+    budget = RateBudget(
+        instance.dynamodb,
+        TABLE,
+        per_minute=settings.mailivery_requests_per_minute,
+        clock=lambda: time.time() * TIME_SCALE,
+        sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
+    )
+    instance.worker = CampaignWorker(
+        MailboxRepository(instance.dynamodb, TABLE),
+        client_from_settings(settings, throttle=budget.acquire),
+        policy=settings.unexpected_campaign_policy,
+        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+        max_start_attempts=settings.max_start_attempts,
+    )
+
+
+@pytest.mark.usefixtures("atomic_conditional_writes")
+def test_worker_burst_of_200_with_two_instances_never_trips_vendor_limit(
+    fast_sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_environment(monkeypatch, fast_sandbox.api_base_url)
+    with mock_aws(), SandboxControl(fast_sandbox.url) as control:
+        dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+        create_table(dynamodb, "MailboxTable", TABLE)
+        queue_url = create_queues(sqs)["WorkQueue"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        monkeypatch.setenv("WORK_QUEUE_URL", queue_url)
+        repository = MailboxRepository(dynamodb, TABLE)
+        now = datetime.now(UTC)
+        bodies = []
+        for n in range(200):
+            email = f"box{n:03d}@contoso.com"
+            repository.save(expectation(email, now), read_version=None)
+            campaign_id = str(control.seed_campaign(email=email)["id"])
+            bodies.append(pending(campaign_id, email))
+        for start in range(0, len(bodies), 10):
+            sqs.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n), "MessageBody": body}
+                    for n, body in enumerate(bodies[start : start + 10])
+                ],
+            )
+        instances = [load_function("worker"), load_function("worker")]
+        for instance in instances:
+            scaled_worker(instance)
+        deadline = time.monotonic() + 90
+
+        def drain(instance: ModuleType) -> None:
+            while time.monotonic() < deadline:
+                if all(c["status"] == "active" for c in control.campaigns()):
+                    return
+                received, _ = poll_once(
+                    sqs, queue_url, queue_arn, instance.lambda_handler, LambdaContext()
+                )
+                if not received:
+                    time.sleep(0.2)
+
+        threads = [threading.Thread(target=drain, args=(i,)) for i in instances]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=100)
+
+        calls = control.calls()
+        assert [c for c in calls if c["status"] == 429] == []
+        assert sum(1 for c in calls if c["path"].endswith("/start-warmup")) == 200
+        assert all(c["status"] == "active" for c in control.campaigns())
+
+
+def expectation(email: str, now: datetime) -> ExpectedMailbox:
+    return ExpectedMailbox(
+        email=email,
+        state=MailboxState.CONSENT_REQUESTED,
+        first_name="Box",
+        requested_by="load-test",
+        requested_at=iso(now),
+        expires_at=iso(now + timedelta(hours=1)),
+        updated_at=iso(now),
+        consent_url="https://login.microsoftonline.com/common?client_id=a&state=b",
+    )
