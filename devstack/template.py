@@ -151,3 +151,33 @@ def _attribute_text(logical_id: str, name: str, value: Any) -> str:
     if isinstance(value, int | str):
         return str(value)
     raise ValueError(f"{logical_id}.{name}: only literal values are supported locally")
+
+
+def translate_template(region: str = "us-east-1") -> dict[str, Any]:
+    """The CloudFormation the SAM transform makes of template.yaml (as `sam validate` does:
+    local CodeUri/ContentUri become placeholder S3 URIs). Needs aws-sam-translator."""
+    import copy
+    import os
+
+    from samtranslator.translator.transform import transform
+
+    class _NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    document = copy.deepcopy(load_template())
+    for definition in document["Resources"].values():
+        props = definition.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str):
+                props[key] = f"s3://bucket/{props[key].strip('/')}"
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = region  # the translator resolves pseudo parameters
+    try:
+        result: dict[str, Any] = transform(document, {}, _NoManagedPolicies())
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+    return result

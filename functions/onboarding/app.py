@@ -23,15 +23,19 @@ from warmgate.mailboxes import ExpectedMailbox, MailboxState, utc_now
 from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
 from warmgate.onboarding import MailboxRequest, OnboardingService
+from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
 from warmgate.settings import load_settings
 
 settings = load_settings(
     require=["MAILBOX_TABLE_NAME", "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY"]
 )
+dynamodb = boto3.client("dynamodb")
+table = settings.mailbox_table_name or ""
+budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
 service = OnboardingService(
-    MailboxRepository(boto3.client("dynamodb"), settings.mailbox_table_name or ""),
-    client_from_settings(settings),
+    MailboxRepository(dynamodb, table),
+    client_from_settings(settings, throttle=budget.acquire),
     expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
 )
 app = APIGatewayHttpResolver()

@@ -18,6 +18,7 @@ from warmgate.http_body import BadRequestBody as BadRequestBody
 from warmgate.http_body import BodyTooLarge as BodyTooLarge
 from warmgate.http_body import decode_body as decode_body
 from warmgate.onboarding import MailboxNotFound, OnboardingConflict
+from warmgate.rate_budget import BudgetExhausted
 
 MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes
 DEFAULT_RETRY_AFTER = 60  # Mailivery's window is a minute when it does not say
@@ -67,7 +68,7 @@ def api_error_for(exc: Exception) -> ApiError | None:
                 "Mailivery has not enabled Microsoft Graph onboarding for this account: "
                 "ask Mailivery support to add the account to the ms-graph allowlist",
             )
-        case mailivery.RateLimited():
+        case mailivery.RateLimited() | BudgetExhausted():
             seconds = math.ceil(exc.retry_after) if exc.retry_after else DEFAULT_RETRY_AFTER
             return ApiError(
                 503,

@@ -27,6 +27,7 @@ from warmgate.mailboxes import (
 )
 from warmgate.mailivery import ConsentRequest, MailiveryClient, MailiveryError
 from warmgate.observability import logger
+from warmgate.rate_budget import BudgetExhausted
 from warmgate.repository import MailboxRepository, StaleRecord
 
 # A record written before the vendor call but never completed (the function crashed or timed
@@ -117,7 +118,12 @@ class OnboardingService:
                 )
             )
         except MailiveryError as exc:
-            self._record_failure(claimed, exc)
+            self._record_failure(
+                claimed, exc.code or type(exc).__name__, exc.message, exc.request_id
+            )
+            raise
+        except BudgetExhausted as exc:  # no request was sent: our shared budget is used up
+            self._record_failure(claimed, "BUDGET_EXHAUSTED", str(exc), None)
             raise
         try:
             stored = self._repository.save(
@@ -247,16 +253,16 @@ class OnboardingService:
             **fields,  # type: ignore[arg-type]
         )
 
-    def _record_failure(self, claimed: ExpectedMailbox, error: MailiveryError) -> None:
+    def _record_failure(
+        self, claimed: ExpectedMailbox, code: str, message: str, request_id: str | None
+    ) -> None:
+        """Leave the record in a state that says what happened and allows a new request."""
         now = self._clock()
-        code = error.code or type(error).__name__
         failed = claimed.transition(
             MailboxState.REQUEST_FAILED,
             now=now,
-            reason=f"Mailivery refused the consent request: {code}",
-            last_error=LastError(
-                code=code, message=error.message, at=iso(now), request_id=error.request_id
-            ),
+            reason=f"consent request failed: {code}",
+            last_error=LastError(code=code, message=message, at=iso(now), request_id=request_id),
         )
         try:
             self._repository.save(failed, read_version=claimed.version)
