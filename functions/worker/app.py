@@ -20,7 +20,7 @@ from warmgate.observability import logger, metrics
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
 from warmgate.settings import load_settings
-from warmgate.webhook_intake import QueuedWebhook
+from warmgate.work_queue import QueuedWebhook, WorkQueue
 from warmgate.worker import CampaignWorker, RetryLater
 
 # WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
@@ -35,7 +35,7 @@ settings = load_settings(
     ]
 )
 dynamodb = boto3.client("dynamodb")
-sqs = boto3.client("sqs")
+work_queue = WorkQueue(boto3.client("sqs"), settings.work_queue_url or "")
 table = settings.mailbox_table_name or ""
 budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
 worker = CampaignWorker(
@@ -70,11 +70,7 @@ def _handle(record: SQSRecord) -> None:
         except RetryLater as later:
             # A fresh copy with a delay instead of a failed receive: waiting for the budget or
             # for a mailbox to reconnect must not use up the receives that lead to the DLQ.
-            sqs.send_message(
-                QueueUrl=settings.work_queue_url or "",
-                MessageBody=record.body,
-                DelaySeconds=later.delay,
-            )
+            work_queue.send(message, delay_seconds=later.delay)
             logger.info("deferred", extra={"delay_s": later.delay, "reason": later.reason})
             metrics.add_metric(name=later.kind, unit="Count", value=1)
             return

@@ -37,7 +37,7 @@ from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
 from warmgate.mailivery import client_from_settings
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.webhook_intake import QueuedWebhook
+from warmgate.work_queue import QueuedWebhook
 from warmgate.worker import CampaignWorker
 
 ADA = "ada.lovelace@contoso.com"

@@ -17,7 +17,6 @@ from warmgate.http_body import BadRequestBody, BodyTooLarge
 from warmgate.webhook_intake import (
     MAX_WEBHOOK_BODY_BYTES,
     MIN_TOKEN_LENGTH,
-    QueuedWebhook,
     QueueUnavailable,
     UnknownWebhookToken,
     WebhookIntake,
@@ -28,6 +27,7 @@ from warmgate.webhook_intake import (
     answer_for,
 )
 from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
+from warmgate.work_queue import QueuedWebhook
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "events" / "webhook-payloads"
 CURRENT = "current-token-0123456789abcdef"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,19 +25,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from warmgate.http_body import BadRequestBody, BodyTooLarge, decode_body
 from warmgate.secrets import fetch_secret
-from warmgate.webhooks import WebhookEnvelope, WebhookInvalid, WebhookNotJson, parse_webhook
+from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
+from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 __all__ = [
     "MAX_WEBHOOK_BODY_BYTES",
     "MIN_TOKEN_LENGTH",
-    "QUEUE_MESSAGE_SCHEMA",
     "SQS_CLIENT_CONFIG",
     "QueueUnavailable",
-    "QueuedWebhook",
     "UnknownWebhookToken",
     "WebhookAnswer",
     "WebhookIntake",
@@ -51,7 +48,6 @@ __all__ = [
 ]
 
 MAX_WEBHOOK_BODY_BYTES: Final = 64 * 1024  # architecture §3; a real webhook is well under 1 KiB
-QUEUE_MESSAGE_SCHEMA: Final = 1
 # A token shorter than this is guessable; the template generates 48 alphanumeric characters.
 MIN_TOKEN_LENGTH: Final = 16
 # After a wrong token, re-read the secret at most this often, so that a token rotated in
@@ -66,12 +62,6 @@ REFRESH_AFTER_MISS_SECONDS: Final = 60.0
 SQS_CLIENT_CONFIG: Final = Config(
     connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 3, "mode": "standard"}
 )
-
-# Characters SQS refuses in a message attribute's String value (it accepts #x9, #xA, #xD,
-# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF). They are replaced so that an odd `type` cannot
-# make SendMessage fail forever (the body is pure ASCII, see message_body). Written as the small
-# refused set: the complement's class takes ~10 ms to compile at cold start.
-_NOT_SQS_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class UnknownWebhookToken(Exception):
@@ -209,95 +199,8 @@ class WebhookTokenSource:
         return self.current()
 
 
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedWebhook:
-    """The one message WorkQueue carries per webhook (schema 1).
-
-    The envelope's fields are what the worker routes and dedups on; `payload` is the body as
-    Mailivery sent it (parsed, untouched), so a later fix to the parser can re-read it.
-    """
-
-    event_type: str
-    campaign_id: str | None
-    email: str | None
-    dedup_key: str
-    received_at: str
-    request_id: str
-    payload: dict[str, Any]
-    schema: int = QUEUE_MESSAGE_SCHEMA
-
-    @classmethod
-    def from_envelope(
-        cls,
-        envelope: WebhookEnvelope,
-        payload: dict[str, Any],
-        *,
-        received_at: datetime,
-        request_id: str,
-    ) -> QueuedWebhook:
-        return cls(
-            event_type=envelope.type,
-            campaign_id=envelope.campaign_id,
-            email=envelope.normalized_email,
-            dedup_key=envelope.dedup_key,
-            received_at=_iso_utc(received_at),
-            request_id=request_id,
-            payload=payload,
-        )
-
-    @classmethod
-    def from_message_body(cls, body: str) -> QueuedWebhook:
-        """Read a message written by `message_body` (the worker's side of the contract)."""
-        document = json.loads(body)
-        if not isinstance(document, dict) or document.get("schema") != QUEUE_MESSAGE_SCHEMA:
-            raise ValueError(f"not a schema {QUEUE_MESSAGE_SCHEMA} webhook message")
-        return cls(
-            event_type=str(document["event_type"]),
-            campaign_id=document.get("campaign_id"),
-            email=document.get("email"),
-            dedup_key=str(document["dedup_key"]),
-            received_at=str(document["received_at"]),
-            request_id=str(document["request_id"]),
-            payload=dict(document["payload"]),
-        )
-
-    def message_body(self) -> str:
-        # ensure_ascii: SQS refuses some Unicode (U+FFFE, lone surrogates) that valid JSON can
-        # carry, and a refused message would be retried forever. Escaping at most triples a
-        # 64 KiB body, which stays under SQS's 256 KiB (historical) message limit.
-        return json.dumps(
-            {
-                "schema": self.schema,
-                "event_type": self.event_type,
-                "campaign_id": self.campaign_id,
-                "email": self.email,
-                "dedup_key": self.dedup_key,
-                "received_at": self.received_at,
-                "request_id": self.request_id,
-                "payload": self.payload,
-            },
-            ensure_ascii=True,
-            separators=(",", ":"),
-        )
-
-    def message_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
-        """Routing hints visible without parsing the body (e.g. for a future filter)."""
-        return {
-            "event_type": {"DataType": "String", "StringValue": _sqs_text(self.event_type)},
-            "dedup_key": {"DataType": "String", "StringValue": _sqs_text(self.dedup_key)},
-        }
-
-
-def _sqs_text(value: str) -> str:
-    return _NOT_SQS_TEXT.sub("\ufffd", value) or "\ufffd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,8 +227,7 @@ class WebhookIntake:
         clock: Callable[[], datetime] = _utc_now,
         max_body_bytes: int = MAX_WEBHOOK_BODY_BYTES,
     ) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
+        self._queue = WorkQueue(sqs, queue_url)
         self.tokens = tokens
         self._clock = clock
         self._max_body_bytes = max_body_bytes
@@ -356,14 +258,9 @@ class WebhookIntake:
 
     def enqueue(self, message: QueuedWebhook) -> str:
         try:
-            response = self._sqs.send_message(
-                QueueUrl=self._queue_url,
-                MessageBody=message.message_body(),
-                MessageAttributes=message.message_attributes(),
-            )
+            return self._queue.send(message)
         except (BotoCoreError, ClientError) as exc:
             raise QueueUnavailable(f"SendMessage failed: {exc}") from exc
-        return response["MessageId"]
 
 
 @dataclass(frozen=True, slots=True)

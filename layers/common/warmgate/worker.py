@@ -38,7 +38,7 @@ from warmgate.observability import logger
 from warmgate.rate_budget import BudgetExhausted
 from warmgate.repository import MailboxRepository, StaleRecord
 from warmgate.settings import UnexpectedCampaignPolicy
-from warmgate.webhook_intake import QueuedWebhook
+from warmgate.work_queue import QueuedWebhook
 
 START_RETRY_BASE_SECONDS = 60  # 60, 120, 240, 480 s …
 MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
