@@ -3,9 +3,7 @@ fresh handler imports, a Lambda context, and the Powertools log output."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +15,17 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from devstack.template import create_queues
+from devstack.sandbox import MailiverySandbox
+from devstack.sandbox_control import SandboxControl
+from devstack.template import create_queues, create_table
+from tests.integration.harness import (
+    TABLE,
+    Stack,
+    load_function,
+    lock_conditional_writes,
+    read_event,
+    set_environment,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -56,21 +64,30 @@ def work_queues(mocked_aws: None) -> dict[str, str]:
 
 
 @pytest.fixture
-def load_handler() -> Callable[[str], ModuleType]:
-    """Import functions/<name>/app.py as a brand-new module each call, after the test has set
-    the environment, so module-level settings and clients bind inside the test's mocks."""
-
-    def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(
-            f"functions.{name}.app", ROOT / "functions" / name / "app.py"
+def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """Moto with the table and queues, the sandbox, and fresh onboarding and worker handlers."""
+    set_environment(monkeypatch, sandbox.api_base_url)
+    parameters.clear_caches()
+    with mock_aws(), SandboxControl(sandbox.url) as control:
+        aws = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        create_table(aws, "MailboxTable", TABLE)
+        queue_url = create_queues(sqs)["WorkQueue"]
+        monkeypatch.setenv("WORK_QUEUE_URL", queue_url)
+        yield Stack(
+            aws, sqs, queue_url, control, load_function("onboarding"), load_function("worker")
         )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
 
-    return load
+
+@pytest.fixture
+def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock_conditional_writes(monkeypatch)
+
+
+@pytest.fixture
+def load_handler() -> Callable[[str], ModuleType]:
+    """functions/<name>/app.py as a brand-new module (see harness.load_function)."""
+    return load_function
 
 
 class FakeLambdaContext:
@@ -89,12 +106,7 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def load_event() -> Callable[[str], dict[str, Any]]:
     """An events/<name> file as a fresh dict (tests may change it)."""
-
-    def load(name: str) -> dict[str, Any]:
-        event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-        return event
-
-    return load
+    return read_event
 
 
 @pytest.fixture

@@ -268,9 +268,11 @@ def test_refused_connection_raises_unreachable() -> None:
 
 
 def test_consent_url_on_foreign_host_raises_unexpected_response() -> None:
-    with MailiverySandbox(api_keys=(KEY,), consent_host="login.evil.example") as foreign:
-        with pytest.raises(UnexpectedResponse, match="host"):
-            make_client(foreign.api_base_url).request_ms_graph_consent(ADA)
+    with (
+        MailiverySandbox(api_keys=(KEY,), consent_host="login.evil.example") as foreign,
+        pytest.raises(UnexpectedResponse, match="host"),
+    ):
+        make_client(foreign.api_base_url).request_ms_graph_consent(ADA)
 
 
 # --- retries ---------------------------------------------------------------------------------

@@ -5,50 +5,29 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
 from devstack.template import create_table
+from tests.integration.harness import (
+    API_KEY,
+    TABLE,
+    LambdaContext,
+    load_function,
+    read_event,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-TABLE = "warmgate-mailboxes-test"
-API_KEY = "sandbox-key"
 CONSENT_PATH = "/api/v1/campaigns/ms-graph"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((ROOT / "events" / name).read_text())
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py as a fresh module (clients bind inside the test's mocks)."""
-    spec = importlib.util.spec_from_file_location(
-        f"functions.{name}.app", ROOT / "functions" / name / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class LambdaContext:
-    function_name = "OnboardingFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:OnboardingFunction"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
 
 @pytest.fixture
@@ -103,7 +82,7 @@ def invoke(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, An
 
 
 def post(module: ModuleType, **changes: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
-    event = load_event("onboarding-request-consent.json")
+    event = read_event("onboarding-request-consent.json")
     body = json.loads(event["body"])
     body.update(changes)
     event["body"] = json.dumps({k: v for k, v in body.items() if v is not None})
@@ -342,7 +321,7 @@ def test_request_consent_after_withdrawal_gets_new_link_and_keeps_history(
     onboarding: ModuleType, aws: Any
 ) -> None:
     post(onboarding)
-    assert invoke(onboarding, load_event("onboarding-withdraw-mailbox.json"))[0] == 200
+    assert invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))[0] == 200
 
     status, _, _ = post(onboarding)
 
@@ -385,7 +364,7 @@ def test_request_consent_mailbox_already_warming_returns_409(
 
 
 def test_request_consent_malformed_json_returns_400(onboarding: ModuleType, aws: Any) -> None:
-    event = load_event("onboarding-request-consent.json")
+    event = read_event("onboarding-request-consent.json")
     event["body"] = '{"email": "ada@contoso.com",'
     status, body, _ = invoke(onboarding, event)
     assert (status, body["code"]) == (400, "BAD_REQUEST")
@@ -394,13 +373,13 @@ def test_request_consent_malformed_json_returns_400(onboarding: ModuleType, aws:
 
 @pytest.mark.parametrize("raw", ["[]", '"ada@contoso.com"', "null", ""])
 def test_request_consent_body_not_object_returns_400(onboarding: ModuleType, raw: str) -> None:
-    event = load_event("onboarding-request-consent.json")
+    event = read_event("onboarding-request-consent.json")
     event["body"] = raw
     assert invoke(onboarding, event)[0] == 400
 
 
 def test_request_consent_base64_body_is_decoded(onboarding: ModuleType) -> None:
-    event = load_event("onboarding-request-consent.json")
+    event = read_event("onboarding-request-consent.json")
     event["body"] = base64.b64encode(event["body"].encode()).decode()
     event["isBase64Encoded"] = True
     assert invoke(onboarding, event)[0] == 201
@@ -444,7 +423,7 @@ def test_request_consent_invalid_field_returns_422_naming_it(
 
 def test_request_consent_sample_invalid_email_event_returns_422(onboarding: ModuleType) -> None:
     status, body, _ = invoke(
-        onboarding, load_event("onboarding-request-consent-invalid-email.json")
+        onboarding, read_event("onboarding-request-consent-invalid-email.json")
     )
     assert status == 422
     assert "email" in body["message"]
@@ -455,7 +434,7 @@ def test_request_consent_sample_invalid_email_event_returns_422(onboarding: Modu
 
 def test_get_mailbox_existing_returns_record_with_history(onboarding: ModuleType) -> None:
     _, created, _ = post(onboarding)
-    status, body, _ = invoke(onboarding, load_event("onboarding-get-mailbox.json"))
+    status, body, _ = invoke(onboarding, read_event("onboarding-get-mailbox.json"))
     assert status == 200
     assert body["state"] == "consent_requested"
     assert body["consent_url"] == created["consent_url"]
@@ -465,12 +444,12 @@ def test_get_mailbox_existing_returns_record_with_history(onboarding: ModuleType
 
 
 def test_get_mailbox_unknown_returns_404(onboarding: ModuleType) -> None:
-    status, body, _ = invoke(onboarding, load_event("onboarding-get-mailbox.json"))
+    status, body, _ = invoke(onboarding, read_event("onboarding-get-mailbox.json"))
     assert (status, body["code"]) == (404, "NOT_FOUND")
 
 
 def test_get_mailbox_implausible_email_returns_422(onboarding: ModuleType) -> None:
-    event = load_event("onboarding-get-mailbox.json")
+    event = read_event("onboarding-get-mailbox.json")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/mailboxes/not-an-email"
     event["pathParameters"] = {"email": "not-an-email"}
     assert invoke(onboarding, event)[0] == 422
@@ -481,7 +460,7 @@ def test_get_mailbox_after_vendor_failure_shows_last_error(
 ) -> None:
     control.set_faults(error_rate=1.0, error_statuses=[500], count=1)
     post(onboarding)
-    _, body, _ = invoke(onboarding, load_event("onboarding-get-mailbox.json"))
+    _, body, _ = invoke(onboarding, read_event("onboarding-get-mailbox.json"))
     assert body["state"] == "request_failed"
     assert body["last_error"]["code"] == "SERVER_ERROR"
     assert body["consent_url"] is None
@@ -489,36 +468,23 @@ def test_get_mailbox_after_vendor_failure_shows_last_error(
 
 def test_withdraw_mailbox_live_expectation_becomes_withdrawn(onboarding: ModuleType) -> None:
     post(onboarding)
-    status, body, _ = invoke(onboarding, load_event("onboarding-withdraw-mailbox.json"))
+    status, body, _ = invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
     assert (status, body["state"]) == (200, "withdrawn")
     assert body["consent_url"] is None
 
 
 def test_withdraw_mailbox_unknown_returns_404(onboarding: ModuleType) -> None:
-    assert invoke(onboarding, load_event("onboarding-withdraw-mailbox.json"))[0] == 404
+    assert invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))[0] == 404
 
 
 def test_withdraw_mailbox_twice_returns_409(onboarding: ModuleType) -> None:
     post(onboarding)
-    invoke(onboarding, load_event("onboarding-withdraw-mailbox.json"))
-    status, body, _ = invoke(onboarding, load_event("onboarding-withdraw-mailbox.json"))
+    invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
+    status, body, _ = invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
     assert (status, body["code"]) == (409, "NOT_WITHDRAWABLE")
 
 
 # --- concurrency -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB evaluates a condition and writes atomically; moto's backend has no lock."""
-    lock = threading.Lock()
-    original = DynamoDBBackend.put_item
-
-    def put_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "put_item", put_item)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")
@@ -532,7 +498,7 @@ def test_request_consent_two_simultaneous_requests_one_vendor_call_one_record(
     def request() -> None:
         start.wait(timeout=5)
         results.append(
-            invoke(onboarding, copy.deepcopy(load_event("onboarding-request-consent.json")))
+            invoke(onboarding, copy.deepcopy(read_event("onboarding-request-consent.json")))
         )
 
     threads = [threading.Thread(target=request) for _ in range(2)]

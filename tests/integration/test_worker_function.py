@@ -6,165 +6,39 @@ sandbox's consent step, so every test runs the onboarding flow as it happens in 
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import Any
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
-from tests.integration.test_onboarding_api import (
+from tests.integration.harness import (
+    ADA,
     API_KEY,
     TABLE,
     LambdaContext,
-    load_event,
+    Stack,
     load_function,
+    message,
+    pending,
+    read_event,
+    set_environment,
 )
 from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
 from warmgate.mailivery import client_from_settings
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.work_queue import QueuedWebhook
 from warmgate.worker import CampaignWorker
-
-ADA = "ada.lovelace@contoso.com"
-
-
-@dataclass
-class Stack:
-    aws: Any
-    sqs: Any
-    queue_url: str
-    control: SandboxControl
-    onboarding: ModuleType
-    worker: ModuleType
-
-    # --- the flow ---
-
-    def expect(self, email: str = ADA, **changes: Any) -> str:
-        """POST /mailboxes through the onboarding handler; returns the consent URL."""
-        event = load_event("onboarding-request-consent.json")
-        body = json.loads(event["body"]) | {"email": email} | changes
-        event["body"] = json.dumps(body)
-        response = self.onboarding.lambda_handler(event, LambdaContext())
-        assert response["statusCode"] == 201, response["body"]
-        url: str = json.loads(response["body"])["consent_url"]
-        return url
-
-    def consent(self, url: str, email: str | None = None) -> str:
-        return str(self.control.consent(url=url, email=email)["campaign"]["id"])
-
-    def deliver(self, *bodies: str, receive_count: int = 1) -> list[str]:
-        """Invoke the worker with one SQS batch; returns the failed message ids."""
-        event = load_event("worker-batch-valid.json")
-        template = event["Records"][0]
-        records = []
-        for n, body in enumerate(bodies):
-            record = copy.deepcopy(template)
-            record["messageId"] = f"message-{n}"
-            record["body"] = body
-            record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-            records.append(record)
-        response = self.worker.lambda_handler({"Records": records}, LambdaContext())
-        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
-
-    # --- observations ---
-
-    def vendor_calls(self, suffix: str, method: str = "PATCH") -> list[dict[str, Any]]:
-        return [
-            c for c in self.control.calls() if c["method"] == method and c["path"].endswith(suffix)
-        ]
-
-    def mailbox(self, email: str = ADA) -> dict[str, Any]:
-        item = self.aws.get_item(
-            TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True
-        )["Item"]
-        return {k: v.get("S", v.get("N")) for k, v in item.items() if "S" in v or "N" in v}
-
-    def ledger(self, campaign_id: str) -> dict[str, Any] | None:
-        item = self.aws.get_item(
-            TableName=TABLE, Key={"pk": {"S": f"campaign#{campaign_id}"}}, ConsistentRead=True
-        ).get("Item")
-        return None if item is None else {k: v.get("S", v.get("N")) for k, v in item.items()}
-
-    def deferred(self) -> list[dict[str, Any]]:
-        """Messages the worker put back with a delay (moto keeps them invisible until due)."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
-        )["Attributes"]
-        return [{}] * int(attributes["ApproximateNumberOfMessagesDelayed"])
-
-
-def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -> str:
-    payload = {
-        "type": event_type,
-        "action": event_type.removeprefix("campaign."),
-        "account": {"campaign_id": campaign_id, "email": email},
-    }
-    return QueuedWebhook(
-        event_type=event_type,
-        campaign_id=campaign_id,
-        email=email,
-        dedup_key=f"{event_type}:{campaign_id}",
-        received_at="2026-11-25T23:15:02Z",
-        request_id="test-request",
-        payload=payload,
-    ).message_body()
-
-
-def pending(campaign_id: str, email: str | None = ADA) -> str:
-    return message("campaign.pending", campaign_id, email)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[MailiverySandbox]:
-    with MailiverySandbox(api_keys=(API_KEY,)) as running:
-        yield running
-
-
-def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) -> None:
-    env = {
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "WARMGATE_STAGE": "local",
-        "MAILBOX_TABLE_NAME": TABLE,
-        "MAILIVERY_BASE_URL": mailivery_base_url,
-        "MAILIVERY_API_KEY": API_KEY,
-        "MAILIVERY_READ_TIMEOUT_SECONDS": "1",
-        "MAILIVERY_READ_RETRIES": "0",
-        "POWERTOOLS_METRICS_NAMESPACE": "warmgate-test",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
-@pytest.fixture
-def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    set_environment(monkeypatch, sandbox.api_base_url)
-    with mock_aws(), SandboxControl(sandbox.url) as control:
-        aws = boto3.client("dynamodb")
-        sqs = boto3.client("sqs")
-        create_table(aws, "MailboxTable", TABLE)
-        queue_url = create_queues(sqs)["WorkQueue"]
-        monkeypatch.setenv("WORK_QUEUE_URL", queue_url)
-        yield Stack(
-            aws, sqs, queue_url, control, load_function("onboarding"), load_function("worker")
-        )
 
 
 def reload_worker(stack: Stack, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
@@ -257,7 +131,7 @@ def test_worker_expired_expectation_is_rejected_not_started(stack: Stack) -> Non
 
 def test_worker_withdrawn_expectation_is_not_started(stack: Stack) -> None:
     url = stack.expect()
-    stack.onboarding.lambda_handler(load_event("onboarding-withdraw-mailbox.json"), LambdaContext())
+    stack.onboarding.lambda_handler(read_event("onboarding-withdraw-mailbox.json"), LambdaContext())
     campaign_id = stack.consent(url)
 
     stack.deliver(pending(campaign_id))
@@ -419,7 +293,7 @@ def test_worker_all_records_fail_raises_for_whole_batch_retry(stack: Stack) -> N
 
 def test_worker_malformed_body_fails_only_that_item(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
-    event = load_event("worker-batch-mixed.json")
+    event = read_event("worker-batch-mixed.json")
     event["Records"][0]["body"] = pending(campaign_id)
 
     response = stack.worker.lambda_handler(event, LambdaContext())
@@ -432,7 +306,7 @@ def test_worker_malformed_body_fails_only_that_item(stack: Stack) -> None:
 def test_worker_malformed_body_on_last_receive_counts_dlq_bound(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event = load_event("worker-batch-malformed.json")
+    event = read_event("worker-batch-malformed.json")
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"
     with pytest.raises(BatchProcessingError):
         stack.worker.lambda_handler(event, LambdaContext())
@@ -452,20 +326,6 @@ def test_worker_metrics_name_the_outcome(stack: Stack, capsys: pytest.CaptureFix
 
 
 # --- concurrency -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB evaluates a condition and writes atomically; moto's backend has no lock."""
-    lock = threading.Lock()
-    for name in ("put_item", "update_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")

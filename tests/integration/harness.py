@@ -1,0 +1,172 @@
+"""Shared pieces of the integration tests: events, fresh handler modules, the environment the
+handlers read, and a `Stack` that drives onboarding → sandbox consent → worker in one process."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from devstack.sandbox_control import SandboxControl
+from warmgate.work_queue import QueuedWebhook
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+TABLE = "warmgate-mailboxes-test"
+API_KEY = "sandbox-key"
+ADA = "ada.lovelace@contoso.com"
+
+
+def read_event(name: str) -> dict[str, Any]:
+    """An events/<name> file as a fresh dict (tests may change it)."""
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py as a brand-new module, after the test set the environment,
+    so module-level settings and clients bind inside the test's mocks."""
+    spec = importlib.util.spec_from_file_location(
+        f"functions.{name}.app", ROOT / "functions" / name / "app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LambdaContext:
+    function_name = "warmgate-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:warmgate-test"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) -> None:
+    env = {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "WARMGATE_STAGE": "local",
+        "MAILBOX_TABLE_NAME": TABLE,
+        "MAILIVERY_BASE_URL": mailivery_base_url,
+        "MAILIVERY_API_KEY": API_KEY,
+        "MAILIVERY_READ_TIMEOUT_SECONDS": "1",
+        "MAILIVERY_READ_RETRIES": "0",
+        "POWERTOOLS_METRICS_NAMESPACE": "warmgate-test",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def lock_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB evaluates a condition and writes atomically per item; moto's backend has no
+    lock, so concurrent tests serialise its writes as the real service would."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("put_item", "update_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@dataclass
+class Stack:
+    aws: Any
+    sqs: Any
+    queue_url: str
+    control: SandboxControl
+    onboarding: ModuleType
+    worker: ModuleType
+
+    # --- the flow ---
+
+    def expect(self, email: str = ADA, **changes: Any) -> str:
+        """POST /mailboxes through the onboarding handler; returns the consent URL."""
+        event = read_event("onboarding-request-consent.json")
+        body = json.loads(event["body"]) | {"email": email} | changes
+        event["body"] = json.dumps(body)
+        response = self.onboarding.lambda_handler(event, LambdaContext())
+        assert response["statusCode"] == 201, response["body"]
+        url: str = json.loads(response["body"])["consent_url"]
+        return url
+
+    def consent(self, url: str, email: str | None = None) -> str:
+        return str(self.control.consent(url=url, email=email)["campaign"]["id"])
+
+    def deliver(self, *bodies: str, receive_count: int = 1) -> list[str]:
+        """Invoke the worker with one SQS batch; returns the failed message ids."""
+        event = read_event("worker-batch-valid.json")
+        template = event["Records"][0]
+        records = []
+        for n, body in enumerate(bodies):
+            record = copy.deepcopy(template)
+            record["messageId"] = f"message-{n}"
+            record["body"] = body
+            record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+            records.append(record)
+        response = self.worker.lambda_handler({"Records": records}, LambdaContext())
+        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+    # --- observations ---
+
+    def vendor_calls(self, suffix: str, method: str = "PATCH") -> list[dict[str, Any]]:
+        return [
+            c for c in self.control.calls() if c["method"] == method and c["path"].endswith(suffix)
+        ]
+
+    def mailbox(self, email: str = ADA) -> dict[str, Any]:
+        item = self.aws.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True
+        )["Item"]
+        return {k: v.get("S", v.get("N")) for k, v in item.items() if "S" in v or "N" in v}
+
+    def ledger(self, campaign_id: str) -> dict[str, Any] | None:
+        item = self.aws.get_item(
+            TableName=TABLE, Key={"pk": {"S": f"campaign#{campaign_id}"}}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else {k: v.get("S", v.get("N")) for k, v in item.items()}
+
+    def deferred(self) -> list[dict[str, Any]]:
+        """Messages the worker put back with a delay (moto keeps them invisible until due)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return [{}] * int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -> str:
+    payload = {
+        "type": event_type,
+        "action": event_type.removeprefix("campaign."),
+        "account": {"campaign_id": campaign_id, "email": email},
+    }
+    return QueuedWebhook(
+        event_type=event_type,
+        campaign_id=campaign_id,
+        email=email,
+        dedup_key=f"{event_type}:{campaign_id}",
+        received_at="2026-11-25T23:15:02Z",
+        request_id="test-request",
+        payload=payload,
+    ).message_body()
+
+
+def pending(campaign_id: str, email: str | None = ADA) -> str:
+    return message("campaign.pending", campaign_id, email)
