@@ -10,7 +10,7 @@ import pytest
 
 from devstack.template import load_template, translate_template
 
-FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction")
+FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction", "ReconcilerFunction")
 
 
 @cache

@@ -139,6 +139,8 @@ def _ownership(
         if mailbox.is_expired(now):
             return _Ownership(False, False, "expectation expired")
         return _Ownership(True, False, "expected")
+    if state in ENDED_STATES:
+        return _Ownership(False, False, f"expectation {state.value}")
     if mailbox.campaign_id != campaign_id:
         return _Ownership(
             False, False, f"mailbox is {state.value} with campaign {mailbox.campaign_id}"
@@ -153,7 +155,7 @@ def _ownership(
         MailboxState.CONNECTION_PROBLEM,
     ):
         return _Ownership(True, False, "expected")
-    return _Ownership(False, False, f"expectation {state.value}")
+    return _Ownership(False, False, f"mailbox is {state.value}")
 
 
 def _expected(campaign: Campaign, mailbox: ExpectedMailbox) -> CampaignDecision:

@@ -18,6 +18,7 @@ trail survives for a while and a warming mailbox's record is never purged.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,39 @@ class MailboxRepository:
         stored = replace(record, version=(read_version or 0) + 1)
         self._put(_to_item(stored), read_version, record.email)
         return stored
+
+    def scan_mailboxes(self, states: Iterable[MailboxState]) -> Iterator[ExpectedMailbox]:
+        """Every mailbox record in one of `states`, page by page.
+
+        A Scan: the table holds one item per onboarded mailbox and this runs every few minutes
+        (reconciler, operations). Past ~100k mailboxes a sparse index on `state` would be due.
+        """
+        wanted = [state.value for state in states]
+        names = {"#state": "state"}
+        values: dict[str, Any] = {":mailbox": {"S": "mailbox#"}}
+        values |= {f":s{n}": {"S": state} for n, state in enumerate(wanted)}
+        condition = " OR ".join(f"#state = :s{n}" for n in range(len(wanted)))
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression=f"begins_with(pk, :mailbox) AND ({condition})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                yield _from_item(item)
+
+    def scan_ledger(self) -> Iterator[CampaignLedgerEntry]:
+        """Every campaign handled without an expectation (operations: unexpected campaigns)."""
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :campaign)",
+            ExpressionAttributeValues={":campaign": {"S": "campaign#"}},
+        ):
+            for item in page.get("Items", []):
+                yield _ledger_from_item(item)
 
     def get_ledger_entry(self, campaign_id: str) -> CampaignLedgerEntry | None:
         response = self._client.get_item(

@@ -1,0 +1,1 @@
+"""ReconcilerFunction: re-queues what lost webhooks stranded; expires stale expectations."""

@@ -1,0 +1,50 @@
+"""ReconcilerFunction: on a schedule, expire stale expectations and re-queue stranded campaigns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from warmgate.mailivery import client_from_settings
+from warmgate.observability import logger, metrics
+from warmgate.rate_budget import RateBudget
+from warmgate.reconciler import Reconciler
+from warmgate.repository import MailboxRepository
+from warmgate.settings import load_settings
+from warmgate.work_queue import WorkQueue
+
+settings = load_settings(
+    require=[
+        "MAILBOX_TABLE_NAME",
+        "WORK_QUEUE_URL",
+        "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY",
+    ]
+)
+dynamodb = boto3.client("dynamodb")
+table = settings.mailbox_table_name or ""
+budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
+reconciler = Reconciler(
+    MailboxRepository(dynamodb, table),
+    client_from_settings(settings, throttle=budget.acquire),
+    WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
+)
+
+METRICS = {
+    "expired": "ExpectationsExpired",
+    "pending_seen": "PendingCampaignsSeen",
+    "enqueued": "StrandedCampaignsQueued",
+    "unexpected_pending": "UnexpectedPendingCampaigns",
+}
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    report = asdict(reconciler.run())
+    for field, metric in METRICS.items():
+        metrics.add_metric(name=metric, unit="Count", value=report[field])
+    logger.info("reconciled", extra=report)
+    return report
