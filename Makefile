@@ -7,12 +7,13 @@ PYTHON ?= $(shell for p in python$(PYTHON_MINOR) $$(ls -d $${PYENV_ROOT:-$$HOME/
 
 VENV     := .venv
 VENV_SAM := .venv-sam
+VENV_CHECKOV := .venv-checkov
 PY       := $(VENV)/bin/python
 SAM      := $(VENV_SAM)/bin/sam
 CFN_LINT := $(VENV_SAM)/bin/cfn-lint
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sam test unit integration e2e lint typecheck template-check run bench build clean pr lock
+.PHONY: help setup setup-sam security-check test unit integration e2e lint typecheck template-check run bench build deploy clean pr lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -31,6 +32,13 @@ $(VENV_SAM)/.installed: requirements/sam.txt
 	$(PYTHON) -m venv $(VENV_SAM)
 	$(VENV_SAM)/bin/pip install --quiet --upgrade pip
 	$(VENV_SAM)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+$(VENV_CHECKOV)/.installed: requirements/checkov.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found"; exit 1; }
+	$(PYTHON) -m venv $(VENV_CHECKOV)
+	$(VENV_CHECKOV)/bin/pip install --quiet --upgrade pip
+	$(VENV_CHECKOV)/bin/pip install --quiet -r requirements/checkov.txt
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with pinned dependencies
@@ -60,7 +68,11 @@ template-check: setup-sam ## sam validate --lint and cfn-lint on template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template template.yaml
 	$(CFN_LINT) template.yaml
 
-pr: test lint typecheck template-check ## everything CI runs
+security-check: $(VENV_CHECKOV)/.installed ## checkov on the template (skips justified in .checkov.yaml)
+	$(VENV_CHECKOV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
+		--config-file .checkov.yaml --file template.yaml
+
+pr: test lint typecheck template-check security-check build ## everything CI runs
 
 run: setup ## local stack: Mailivery sandbox (the full flow arrives with the local-stack issue)
 	$(PY) -m devstack
@@ -68,13 +80,20 @@ run: setup ## local stack: Mailivery sandbox (the full flow arrives with the loc
 bench: setup ## benchmarks (ratios against a same-run baseline)
 	$(PY) -m bench
 
-build: setup-sam ## sam build (no container)
-	SAM_CLI_TELEMETRY=0 $(SAM) build
+build: setup setup-sam ## sam build (no container), then hash-based .pyc for every module, checked
+	# sam looks for python3.12 on PATH: put the interpreter the tests run on first.
+	PATH="$(dir $(PYTHON)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
+	$(PY) -m devstack.artifact compile .aws-sam/build
+	$(PY) -m devstack.artifact check .aws-sam/build
+
+deploy: build ## sam deploy (ENV=prod for the prod config of samconfig.toml)
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env $(or $(ENV),default)
 
 lock: setup ## re-pin requirements/*.txt and the layer's requirements.txt from their .in files
 	$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o layers/common/requirements.txt layers/common/requirements.in
 	cd requirements && ../$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
 	cd requirements && ../$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o sam.txt sam.in
+	cd requirements && ../$(PY) -m piptools compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o checkov.txt checkov.in
 
 clean: ## remove virtualenvs and build output
-	rm -rf $(VENV) $(VENV_SAM) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_SAM) $(VENV_CHECKOV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -136,3 +136,52 @@ def test_template_outputs_needed_by_operators() -> None:
     assert {"ApiUrl", "WebhookUrl", "WorkQueueUrl", "WorkDlqUrl", "MailboxTableName"} <= set(
         outputs
     )
+
+
+# Managed policies SAM attaches; AWSLambdaSQSQueueExecutionRole grants the SQS poller's actions
+# on "*": the one documented exception to per-resource policies (see WorkerFunction's comment).
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_template_function_managed_policies_are_the_documented_ones(function: str) -> None:
+    managed = set(translated()[f"{function}Role"]["Properties"].get("ManagedPolicyArns", []))
+    assert managed <= ALLOWED_MANAGED_POLICIES
+    sqs_poller = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+    assert (sqs_poller in managed) == (function == "WorkerFunction")
+
+
+def test_template_every_alarm_notifies_the_optional_topic() -> None:
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    assert {
+        "WorkDlqAlarm",
+        "WorkerErrorsAlarm",
+        "UnexpectedCampaignsAlarm",
+        "StartFailuresAlarm",
+    } <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_template_alarmed_metric_names_are_ones_the_worker_emits() -> None:
+    from warmgate.decisions import Outcome
+
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    names = {alarms["StartFailuresAlarm"]["Properties"]["MetricName"]}
+    for query in alarms["UnexpectedCampaignsAlarm"]["Properties"]["Metrics"]:
+        if "MetricStat" in query:
+            names.add(query["MetricStat"]["Metric"]["MetricName"])
+    assert names <= {outcome.value for outcome in Outcome}
+
+
+def test_template_no_hard_coded_physical_names() -> None:
+    for name, definition in load_template()["Resources"].items():
+        props = definition.get("Properties") or {}
+        for key in ("FunctionName", "TableName", "QueueName", "LogGroupName", "Name"):
+            assert key not in props, f"{name}.{key} would stop two stacks sharing an account"
