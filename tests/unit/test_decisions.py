@@ -268,6 +268,15 @@ CASES: list[tuple[str, EventKind, Any, Any, Any, Any, tuple[Any, Any, Any, Any]]
         (Outcome.UNEXPECTED_ACTIVE, Action.NONE, None, LedgerState.UNEXPECTED_ACTIVE),
     ),
     (
+        "left as unexpected, expectation appears later -> never started",
+        ONB,
+        campaign(),
+        mailbox(),
+        ledger(LedgerState.LEFT_PENDING),
+        LEAVE,
+        (Outcome.DUPLICATE, Action.NONE, None, None),
+    ),
+    (
         "unexpected already left -> duplicate",
         ONB,
         campaign(),
@@ -444,3 +453,81 @@ def test_decide_never_starts_without_matching_unexpired_expectation() -> None:
             if state in (MailboxState.WITHDRAWN, MailboxState.EXPIRED, MailboxState.REJECTED):
                 same = decide(ONB, CID, campaign(), record, None, LEAVE, NOW, LEASE)
                 assert same.action not in (Action.START, Action.RESUME)
+
+
+# --- invariants, over generated inputs -------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EMAILS = ("ada@contoso.com", "eve@contoso.com")
+STATUSES = ("pending", "active", "paused", "connection_problem", "archived", None)
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[Any, ...]:
+    kind = draw(st.sampled_from(list(EventKind)))
+    found = None
+    if draw(st.booleans()):
+        found = campaign(
+            draw(st.sampled_from(STATUSES)),
+            email=draw(st.sampled_from(EMAILS)),
+            imap_type=draw(st.sampled_from(["ms-graph", "imap", None])),
+        )
+    record = None
+    if draw(st.booleans()):
+        state = draw(st.sampled_from(list(MailboxState)))
+        record = mailbox(
+            state,
+            email=draw(st.sampled_from(EMAILS)),
+            expires_at=iso(NOW + timedelta(minutes=draw(st.integers(-120, 120)))),
+            updated_at=iso(NOW - timedelta(seconds=draw(st.integers(0, 600)))),
+            campaign_id=draw(st.sampled_from([None, CID, "9999"])),
+        )
+    entry = None
+    if draw(st.booleans()):
+        entry = ledger(
+            draw(st.sampled_from(list(LedgerState))),
+            NOW - timedelta(seconds=draw(st.integers(0, 600))),
+        )
+    policy = draw(st.sampled_from(list(UnexpectedCampaignPolicy)))
+    return kind, found, record, entry, policy
+
+
+@settings(max_examples=400, deadline=None)
+@given(situations())
+def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) -> None:
+    kind, found, record, entry, policy = situation
+    decision = decide(kind, CID, found, record, entry, policy, NOW, LEASE)
+
+    if decision.action in (Action.START, Action.RESUME):
+        # Never start without a live expectation for the re-read campaign's own email.
+        assert kind is EventKind.ONBOARDING
+        assert found is not None
+        assert found.is_ms_graph
+        assert record is not None
+        assert record.email == found.email
+        assert record.state not in (MailboxState.WITHDRAWN, MailboxState.EXPIRED)
+        assert not (record.state is MailboxState.CONSENT_REQUESTED and record.is_expired(NOW))
+        assert decision.mailbox_state is MailboxState.WARMING
+    if decision.action is Action.DELETE:
+        # Only a pending ms-graph campaign nobody expects, only by policy, only once.
+        assert policy is UnexpectedCampaignPolicy.DELETE
+        assert found is not None
+        assert found.is_ms_graph
+        assert found.raw_status == "pending"
+        assert entry is None or entry.state is LedgerState.DELETING
+    if entry is not None:
+        # A campaign handled without an expectation is never started, and gets no second
+        # action but the retake of a stale delete claim.
+        assert decision.action in (Action.NONE, Action.DELETE)
+        assert decision.action is Action.NONE or entry.state is LedgerState.DELETING
+    if (
+        record is not None
+        and record.state is MailboxState.WARMING
+        and record.campaign_id == CID
+        and found is not None
+        and found.raw_status == "active"
+    ):
+        assert decision.action is Action.NONE  # already warming: no second call
+    assert decision.reason

@@ -9,7 +9,8 @@ Safety rules encoded below (architecture §5):
 - start/resume only for an unexpired expectation with the same normalized email, and only for
   an ms-graph campaign;
 - never delete a campaign that is not pending, nor anything that is not ms-graph;
-- a campaign already handled (mailbox warming with it, or a ledger entry) causes no call.
+- a campaign already handled (mailbox warming with it, or a ledger entry) causes no call, and a
+  campaign in the ledger (handled as unexpected) is never started later.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def decide(
         return _connection_problem(campaign, mailbox, ownership)
     if ownership.busy:
         return CampaignDecision(Outcome.BUSY, ownership.reason)
-    if ownership.expected and mailbox is not None:
+    # A campaign once handled as unexpected stays so, even if an expectation for its email
+    # appears later: its consent was given before anyone asked for it.
+    if ownership.expected and mailbox is not None and ledger is None:
         return _expected(campaign, mailbox)
     return _unexpected(campaign, mailbox, ledger, policy, ownership.reason, now, claim_lease)
 
