@@ -25,11 +25,9 @@ from warmgate.observability import logger, metrics
 from warmgate.onboarding import MailboxRequest, OnboardingService
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.settings import load_settings
+from warmgate.settings import MAILIVERY_API_KEY, load_settings
 
-settings = load_settings(
-    require=["MAILBOX_TABLE_NAME", "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY"]
-)
+settings = load_settings(require=["MAILBOX_TABLE_NAME", MAILIVERY_API_KEY])
 dynamodb = boto3.client("dynamodb")
 table = settings.mailbox_table_name or ""
 budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)

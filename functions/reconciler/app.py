@@ -13,14 +13,14 @@ from warmgate.observability import logger, metrics
 from warmgate.rate_budget import RateBudget
 from warmgate.reconciler import Reconciler
 from warmgate.repository import MailboxRepository
-from warmgate.settings import load_settings
+from warmgate.settings import MAILIVERY_API_KEY, load_settings
 from warmgate.work_queue import WorkQueue
 
 settings = load_settings(
     require=[
         "MAILBOX_TABLE_NAME",
         "WORK_QUEUE_URL",
-        "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY",
+        MAILIVERY_API_KEY,
     ]
 )
 dynamodb = boto3.client("dynamodb")

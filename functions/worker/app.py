@@ -19,7 +19,7 @@ from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.settings import load_settings
+from warmgate.settings import MAILIVERY_API_KEY, load_settings
 from warmgate.work_queue import QueuedWebhook, WorkQueue
 from warmgate.worker import CampaignWorker, RetryLater
 
@@ -31,7 +31,7 @@ settings = load_settings(
     require=[
         "MAILBOX_TABLE_NAME",
         "WORK_QUEUE_URL",
-        "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY",
+        MAILIVERY_API_KEY,
     ]
 )
 dynamodb = boto3.client("dynamodb")

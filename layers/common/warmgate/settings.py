@@ -112,8 +112,8 @@ class Settings(BaseModel):
         return self
 
 
-# Variables that make up one requirement: either name satisfies "the Mailivery API key".
-MAILIVERY_API_KEY_VARIABLES = ("MAILIVERY_API_KEY_SECRET", "MAILIVERY_API_KEY")
+# One requirement, two ways to meet it: the secret's reference, or a plain key on stage local.
+MAILIVERY_API_KEY = "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY"
 
 
 def load_settings(
@@ -121,7 +121,7 @@ def load_settings(
 ) -> Settings:
     """Validate the environment; `require` lists variable names this caller cannot run without.
 
-    An entry may be a tuple-like "A|B" meaning either variable is enough.
+    An entry "A|B" means either variable is enough (see MAILIVERY_API_KEY).
     """
     env = os.environ if environ is None else environ
     try:
