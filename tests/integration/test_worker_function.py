@@ -79,6 +79,19 @@ def test_worker_expected_paused_campaign_is_resumed(stack: Stack) -> None:
     assert stack.mailbox()["state"] == "warming"
 
 
+def test_worker_campaign_already_active_is_recorded_warming_without_call(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.worker.worker._mailivery.start_warmup(campaign_id)  # started elsewhere meanwhile
+
+    stack.deliver(pending(campaign_id))
+    stack.deliver(pending(campaign_id))
+
+    record = stack.mailbox()
+    assert (record["state"], record["campaign_id"]) == ("warming", campaign_id)
+    assert len(stack.vendor_calls("/start-warmup")) == 1  # only the one made "elsewhere"
+    assert stack.ledger(campaign_id) is None
+
+
 def test_worker_unexpected_campaign_left_pending_by_default(stack: Stack) -> None:
     campaign_id = str(stack.control.seed_campaign(email="eve@contoso.com")["id"])
 

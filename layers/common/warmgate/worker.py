@@ -232,7 +232,12 @@ class CampaignWorker:
         """Write the decision's target states (no vendor call involved, or it succeeded)."""
         if decision.mailbox_state is not None and mailbox is not None:
             self._repository.save(
-                mailbox.transition(decision.mailbox_state, now=now, reason=decision.reason),
+                mailbox.transition(
+                    decision.mailbox_state,
+                    now=now,
+                    reason=decision.reason,
+                    campaign_id=campaign_id,  # the campaign this state is about
+                ),
                 read_version=mailbox.version,
             )
         if decision.ledger_state is not None:
