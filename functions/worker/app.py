@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -15,13 +14,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
-from warmgate.rate_budget import RateBudget
-from warmgate.repository import MailboxRepository
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
 from warmgate.work_queue import QueuedWebhook, WorkQueue
-from warmgate.worker import CampaignWorker, RetryLater
+from warmgate.worker import RetryLater, worker_from_settings
 
 # WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
 # to WorkDLQ, so it is counted as such.
@@ -34,17 +30,8 @@ settings = load_settings(
         MAILIVERY_API_KEY,
     ]
 )
-dynamodb = boto3.client("dynamodb")
+worker = worker_from_settings(settings, boto3.client("dynamodb"))
 work_queue = WorkQueue(boto3.client("sqs"), settings.work_queue_url or "")
-table = settings.mailbox_table_name or ""
-budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
-worker = CampaignWorker(
-    MailboxRepository(dynamodb, table),
-    client_from_settings(settings, throttle=budget.acquire),
-    policy=settings.unexpected_campaign_policy,
-    claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-    max_start_attempts=settings.max_start_attempts,
-)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -380,15 +380,16 @@ def fast_sandbox() -> Iterator[MailiverySandbox]:
 def scaled_worker(instance: ModuleType) -> None:
     """Rebind the handler's worker to a budget whose clock matches the sandbox's scaled one."""
     settings = instance.settings
+    dynamodb = boto3.client("dynamodb")
     budget = RateBudget(
-        instance.dynamodb,
+        dynamodb,
         TABLE,
         per_minute=settings.mailivery_requests_per_minute,
         clock=lambda: time.time() * TIME_SCALE,
         sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
     )
     instance.worker = CampaignWorker(
-        MailboxRepository(instance.dynamodb, TABLE),
+        MailboxRepository(dynamodb, TABLE),
         client_from_settings(settings, throttle=budget.acquire),
         policy=settings.unexpected_campaign_policy,
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),

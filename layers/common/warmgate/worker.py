@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from warmgate.campaigns import CampaignLedgerEntry, LedgerState
 from warmgate.decisions import (
@@ -33,12 +34,16 @@ from warmgate.mailivery import (
     NotFound,
     RateLimited,
     ValidationFailed,
+    client_from_settings,
 )
 from warmgate.observability import logger
-from warmgate.rate_budget import BudgetExhausted
+from warmgate.rate_budget import BudgetExhausted, RateBudget
 from warmgate.repository import MailboxRepository, StaleRecord
-from warmgate.settings import UnexpectedCampaignPolicy
+from warmgate.settings import Settings, UnexpectedCampaignPolicy
 from warmgate.work_queue import QueuedWebhook
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 START_RETRY_BASE_SECONDS = 60  # 60, 120, 240, 480 s …
 MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
@@ -56,6 +61,16 @@ class RetryLater(Exception):
         self.delay = max(1, min(MAX_DEFER_SECONDS, math.ceil(delay)))
         self.kind = kind
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Situation:
+    campaign_id: str
+    email: str | None
+    mailbox: ExpectedMailbox | None
+    ledger: CampaignLedgerEntry | None
+    now: datetime
+    decision: CampaignDecision
 
 
 class CampaignWorker:
@@ -94,17 +109,37 @@ class CampaignWorker:
                 RACE_RETRY_SECONDS, "conflict", "record changed concurrently"
             ) from None
 
-    def _handle(self, kind: EventKind, message: QueuedWebhook) -> Outcome:
+    def preview(self, message: QueuedWebhook) -> CampaignDecision | None:
+        """The decision `handle` would apply now, without applying it (None: no campaign)."""
+        kind = classify_event(
+            message.event_type, self._mailivery.contract.connection_problem_event_markers
+        )
+        situation = self._situation(kind, message)
+        return None if situation is None else situation.decision
+
+    def _situation(self, kind: EventKind, message: QueuedWebhook) -> _Situation | None:
+        """Everything the decision reads: the re-read campaign and our records of it."""
         campaign_id, campaign = self._reread(message)
         if campaign_id is None:
-            logger.warning("no campaign for this event", extra={"event_type": message.event_type})
-            return Outcome.IGNORED
+            return None
         email = campaign.email if campaign is not None else message.email
         mailbox = self._repository.get(email) if email else None
         ledger = self._repository.get_ledger_entry(campaign_id)
         now = self._clock()
         decision = decide(
             kind, campaign_id, campaign, mailbox, ledger, self._policy, now, self._lease
+        )
+        return _Situation(campaign_id, email, mailbox, ledger, now, decision)
+
+    def _handle(self, kind: EventKind, message: QueuedWebhook) -> Outcome:
+        situation = self._situation(kind, message)
+        if situation is None:
+            logger.warning("no campaign for this event", extra={"event_type": message.event_type})
+            return Outcome.IGNORED
+        decision, campaign_id, mailbox = (
+            situation.decision,
+            situation.campaign_id,
+            situation.mailbox,
         )
         logger.info(
             "campaign decision",
@@ -119,8 +154,10 @@ class CampaignWorker:
         if decision.action in (Action.START, Action.RESUME) and mailbox is not None:
             return self._warm_up(decision, campaign_id, mailbox)
         if decision.action is Action.DELETE:
-            return self._delete(decision, campaign_id, email, mailbox, ledger)
-        self._record(decision, campaign_id, email, mailbox, ledger, now)
+            return self._delete(decision, campaign_id, situation.email, mailbox, situation.ledger)
+        self._record(
+            decision, campaign_id, situation.email, mailbox, situation.ledger, situation.now
+        )
         return decision.outcome
 
     def _reread(self, message: QueuedWebhook) -> tuple[str | None, Campaign | None]:
@@ -261,3 +298,16 @@ class CampaignWorker:
             self._repository.save(replace(before), read_version=claimed.version)
         except StaleRecord:
             logger.warning("claim changed before it could be released")
+
+
+def worker_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> CampaignWorker:
+    """The worker as every entry point runs it: settings' policy, the shared request budget."""
+    table = settings.mailbox_table_name or ""
+    budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
+    return CampaignWorker(
+        MailboxRepository(dynamodb, table),
+        client_from_settings(settings, throttle=budget.acquire),
+        policy=settings.unexpected_campaign_policy,
+        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+        max_start_attempts=settings.max_start_attempts,
+    )
