@@ -74,11 +74,19 @@ security-check: $(VENV_CHECKOV)/.installed ## checkov on the template (skips jus
 
 pr: test lint typecheck template-check security-check build ## everything CI runs
 
-run: setup ## local stack: Mailivery sandbox (the full flow arrives with the local-stack issue)
+run: setup ## local stack from template.yaml, no Docker (API :3000, sandbox :8700); Ctrl-C stops
 	$(PY) -m devstack
 
-bench: setup ## benchmarks (ratios against a same-run baseline)
-	$(PY) -m bench
+# DEMO_ARGS='--api-url http://127.0.0.1:3000 --sandbox-url http://127.0.0.1:8700' drives a
+# running `make run` instead of a stack of its own; see `python -m devstack demo --help`.
+.PHONY: demo
+demo: setup ## scripted onboarding scenario over HTTP (own stack, or DEMO_ARGS for a running one)
+	$(PY) -m devstack demo $(DEMO_ARGS)
+
+# BENCH_ARGS='--quick' (< ~1 min) or '--only cold_init' …; see bench/README.md.
+bench: setup ## benchmarks, each figure against a same-run baseline (builds the artifact if missing)
+	@test -d .aws-sam/build/CommonLayer || $(MAKE) build
+	$(PY) -m bench $(BENCH_ARGS)
 
 build: setup setup-sam ## sam build (no container), then hash-based .pyc for every module, checked
 	# sam looks for python3.12 on PATH: put the interpreter the tests run on first.

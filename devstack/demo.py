@@ -1,0 +1,309 @@
+"""`make demo`: the onboarding flow, scripted over real HTTP against the local stack.
+
+Three mailboxes, each showing one promise of warmgate:
+1. expected: requested, the owner consents → campaign.pending webhook → WorkQueue → worker
+   re-reads the campaign and starts it → `GET /mailboxes/{email}` says `warming`;
+2. paused: the owner consents, Mailivery's webhook is late and the campaign gets paused in the
+   meantime (a vendor-side pause sends no webhook) → the worker, re-reading, resumes it;
+3. unexpected: the owner signs in at Microsoft with another mailbox than the one requested →
+   a campaign nobody asked for → never started: left pending (or deleted with
+   `--unexpected-policy delete`), and the requested mailbox still waits for its consent.
+
+By default the demo starts its own stack on free ports and stops it at the end (handler logs go
+to a file it names). `--api-url … --sandbox-url …` drive a running `make run` instead; the
+mailbox names then get a run tag so the demo can be repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import secrets
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from devstack.sandbox_control import SandboxControl
+from devstack.stack import LocalStack, StackError, StackOptions, TemplateError
+
+
+@dataclass
+class Mailbox:
+    """One row of the final table."""
+
+    scenario: str
+    requested: str
+    consented_as: str
+    campaign_id: int | None = None
+    expected_outcome: str = ""
+    vendor_calls: list[str] = field(default_factory=list)
+
+
+class Demo:
+    def __init__(
+        self, api_url: str, sandbox_url: str, out: TextIO, *, tag: str = "", timeout: float = 15.0
+    ) -> None:
+        self._api = httpx.Client(base_url=api_url, timeout=10.0)
+        self._control = SandboxControl(sandbox_url)
+        self._out = out
+        self._tag = tag
+        self._timeout = timeout
+        self.mailboxes: list[Mailbox] = []
+
+    def close(self) -> None:
+        self._api.close()
+        self._control.close()
+
+    # ---- the scenario
+
+    def run(self) -> bool:
+        self._say("warmgate demo: API " + str(self._api.base_url))
+        self.expected()
+        self.paused()
+        self.unexpected()
+        return self.report()
+
+    def expected(self) -> None:
+        box = self._mailbox("1 expected", "ada", "ada", outcome="warming")
+        self._heading(f"1. {box.requested} is requested and its owner consents")
+        url = self._request(box)
+        box.campaign_id = self._consent(url, box)
+        record = self._wait_for_state(box.requested, "warming")
+        self._step(f"worker re-read campaign {box.campaign_id} and started it → {record['state']}")
+
+    def paused(self) -> None:
+        box = self._mailbox("2 paused", "grace", "grace", outcome="warming")
+        self._heading(f"2. {box.requested} consents; its campaign is paused before the webhook")
+        url = self._request(box)
+        self._control.set_webhooks("reorder")  # hold Mailivery's webhooks
+        try:
+            box.campaign_id = self._consent(url, box, note="(webhook held back)")
+            self._control.pause_campaign(box.campaign_id)
+            self._step(f"Mailivery pauses campaign {box.campaign_id} itself (no webhook for that)")
+        finally:
+            self._control.set_webhooks("deliver")
+            released = self._control.flush_webhooks()
+        self._step(f"the late webhook arrives ({released} released)")
+        record = self._wait_for_state(box.requested, "warming")
+        self._step(f"worker re-read the paused campaign and resumed it → {record['state']}")
+
+    def unexpected(self) -> None:
+        box = self._mailbox("3 unexpected", "bob", "mallory", outcome="consent_requested")
+        self._heading(f"3. {box.requested} is requested; someone consents as {box.consented_as}")
+        url = self._request(box)
+        box.campaign_id = self._consent(url, box)
+        self._wait(
+            f"worker to re-read campaign {box.campaign_id}",
+            lambda: self._reread(box.campaign_id),
+        )
+        self._settle(box.campaign_id)
+        state = self._state(box.requested)
+        campaign = self._campaign(box.campaign_id)
+        status = campaign["status"] if campaign else "deleted"
+        self._step(
+            f"campaign {box.campaign_id} ({box.consented_as}) is not expected: never started, "
+            f"Mailivery shows it {status}; {box.requested} is still {state}"
+        )
+
+    # ---- the table
+
+    def report(self) -> bool:
+        campaigns = {c["id"]: c for c in self._control.campaigns()}
+        calls = self._control.calls()
+        header = ("scenario", "requested", "consented as", "campaign", "Mailivery", "warmgate")
+        rows = [header]
+        ok = True
+        for box in self.mailboxes:
+            campaign = campaigns.get(box.campaign_id)
+            state = self._state(box.requested)
+            ok &= state == box.expected_outcome
+            changes = [
+                call["path"].rsplit("/", 1)[-1] if call["method"] == "PATCH" else "delete"
+                for call in calls
+                if call["method"] in ("PATCH", "DELETE")
+                and f"/campaigns/{box.campaign_id}" in call["path"]
+            ]
+            rows.append(
+                (
+                    box.scenario,
+                    box.requested,
+                    box.consented_as,
+                    f"{box.campaign_id} ({', '.join(changes) or 'no start'})",
+                    campaign["status"] if campaign else "deleted",
+                    state,
+                )
+            )
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+        self._say("")
+        for n, row in enumerate(rows):
+            cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            self._say("  ".join(cells).rstrip())
+            if n == 0:
+                self._say("  ".join("-" * width for width in widths))
+        self._say("")
+        self._say("every mailbox ended as expected" if ok else "UNEXPECTED FINAL STATES (above)")
+        return ok
+
+    # ---- steps
+
+    def _mailbox(self, scenario: str, requested: str, consented: str, *, outcome: str) -> Mailbox:
+        box = Mailbox(scenario, self._email(requested), self._email(consented), None, outcome)
+        self.mailboxes.append(box)
+        return box
+
+    def _email(self, name: str) -> str:
+        return f"{name}{self._tag}@contoso.com"
+
+    def _request(self, box: Mailbox) -> str:
+        first_name = box.requested.split("@")[0].split("-")[0].title()
+        response = self._api.post(
+            "/mailboxes",
+            json={"email": box.requested, "first_name": first_name, "requested_by": "demo"},
+        )
+        body = response.json()
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"POST /mailboxes → {response.status_code} {body}")
+        self._step(f"POST /mailboxes → {response.status_code} {body['state']}, consent URL issued")
+        return str(body["consent_url"])
+
+    def _consent(self, url: str, box: Mailbox, note: str = "") -> int:
+        email = None if box.consented_as == box.requested else box.consented_as
+        campaign = self._control.consent(url=url, email=email)["campaign"]
+        who = box.consented_as
+        self._step(
+            f"owner signs in at Microsoft as {who} → Mailivery campaign {campaign['id']} "
+            f"{campaign['status']}, webhook campaign.pending {note}".rstrip()
+        )
+        return int(campaign["id"])
+
+    def _wait_for_state(self, email: str, state: str) -> dict[str, Any]:
+        return self._wait(
+            f"{email} to be {state}",
+            lambda: record if (record := self._record(email)).get("state") == state else None,
+        )
+
+    def _reread(self, campaign_id: int | None) -> bool | None:
+        path = f"/api/v1/campaigns/{campaign_id}"
+        seen = any(c["method"] == "GET" and c["path"] == path for c in self._control.calls())
+        return True if seen else None
+
+    def _settle(self, campaign_id: int | None, quiet_s: float = 0.5) -> None:
+        """Waits until no vendor call about the campaign happened for `quiet_s` (the worker is
+        done with it); the API alone cannot show that "nothing more will happen"."""
+
+        def calls() -> int:
+            return sum(f"/campaigns/{campaign_id}" in c["path"] for c in self._control.calls())
+
+        seen, quiet_since = calls(), time.monotonic()
+        while time.monotonic() - quiet_since < quiet_s:
+            time.sleep(0.1)
+            if (now := calls()) != seen:
+                seen, quiet_since = now, time.monotonic()
+
+    def _wait[T](self, what: str, probe: Callable[[], T | None]) -> T:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            result = probe()
+            if result is not None:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {self._timeout:g} s for {what}")
+            time.sleep(0.1)
+
+    # ---- reads
+
+    def _record(self, email: str) -> dict[str, Any]:
+        response = self._api.get(f"/mailboxes/{email}")
+        return dict(response.json()) if response.status_code == 200 else {}
+
+    def _state(self, email: str) -> str:
+        return str(self._record(email).get("state", "none"))
+
+    def _campaign(self, campaign_id: int | None) -> dict[str, Any] | None:
+        return next((c for c in self._control.campaigns() if c["id"] == campaign_id), None)
+
+    # ---- output
+
+    def _heading(self, text: str) -> None:
+        self._say(f"\n{text}")
+
+    def _step(self, text: str) -> None:
+        self._say(f"   → {text}")
+
+    def _say(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+
+@contextlib.contextmanager
+def _own_stack(policy: str, verbose: bool, out: TextIO) -> Iterator[tuple[str, str]]:
+    log_file: TextIO | None = None
+    if verbose:
+        function_stdout: TextIO = sys.stderr
+    else:
+        path = Path(tempfile.gettempdir()) / "warmgate-demo.log"
+        log_file = function_stdout = path.open("w")
+        print(f"handler logs: {path}", file=out)
+    options = StackOptions(
+        parameter_overrides={"UnexpectedCampaignPolicy": policy},
+        function_stdout=function_stdout,
+        schedule_seconds=3600,  # the reconciler is not part of this story
+    )
+    try:
+        with LocalStack(options) as stack:
+            yield stack.api_url, stack.sandbox_url
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack demo", description=__doc__)
+    parser.add_argument("--api-url", help="a running stack's API (default: start one)")
+    parser.add_argument("--sandbox-url", help="that stack's Mailivery sandbox")
+    parser.add_argument(
+        "--unexpected-policy",
+        choices=("leave", "delete"),
+        default="leave",
+        help="UnexpectedCampaignPolicy of the stack the demo starts",
+    )
+    parser.add_argument("--verbose", action="store_true", help="handler logs on stderr")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds per wait")
+    args = parser.parse_args(argv)
+    if bool(args.api_url) != bool(args.sandbox_url):
+        parser.error("--api-url and --sandbox-url go together")
+    out = sys.stdout
+    # Lambda-faithful but noise here: a request that adds no metric (GET) makes Powertools warn.
+    warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
+    try:
+        with contextlib.ExitStack() as resources:
+            if args.api_url:
+                api_url, sandbox_url, tag = (
+                    args.api_url,
+                    args.sandbox_url,
+                    "-" + secrets.token_hex(2),
+                )
+            else:
+                api_url, sandbox_url = resources.enter_context(
+                    _own_stack(args.unexpected_policy, args.verbose, out)
+                )
+                tag = ""
+            demo = Demo(api_url, sandbox_url, out, tag=tag, timeout=args.timeout)
+            resources.callback(demo.close)
+            return 0 if demo.run() else 1
+    except (StackError, TemplateError) as exc:
+        print(f"devstack demo: {exc}", file=sys.stderr)
+        return 2
+    except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+        print(f"devstack demo: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
