@@ -13,7 +13,7 @@ SAM      := $(VENV_SAM)/bin/sam
 CFN_LINT := $(VENV_SAM)/bin/cfn-lint
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sam security-check test unit integration e2e lint typecheck template-check run bench build deploy clean pr lock
+.PHONY: help setup setup-sam security-check chaos test unit integration e2e lint typecheck template-check run bench build deploy clean pr lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ integration: setup ## integration tests (moto, sandbox over HTTP)
 
 e2e: setup ## end-to-end tests through the local stack
 	$(PY) -m pytest tests/e2e
+
+chaos: setup ## reliability suite under injected faults (also part of make test); prints its summary
+	$(PY) -m pytest tests/e2e/test_reliability.py -s -q
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
