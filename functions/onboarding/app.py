@@ -95,14 +95,13 @@ def _caller(event: dict[str, Any]) -> str | None:
 
 
 def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
-    live = mailbox.has_live_link(utc_now())
+    now = utc_now()
     return {
         "email": mailbox.email,
         "state": mailbox.state.value,
-        "expired": mailbox.state is MailboxState.CONSENT_REQUESTED
-        and mailbox.is_expired(utc_now()),
+        "expired": mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now),
         "campaign_id": mailbox.campaign_id,
-        "consent_url": mailbox.consent_url if live else None,
+        "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
         "requested_by": mailbox.requested_by,
         "requested_by_principal": mailbox.requested_by_principal,
         "requested_at": mailbox.requested_at,
