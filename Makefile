@@ -86,7 +86,7 @@ run: setup ## local stack from template.yaml, no Docker (API :3000, sandbox :870
 demo: setup ## scripted onboarding scenario over HTTP (own stack, or DEMO_ARGS for a running one)
 	$(PY) -m devstack demo $(DEMO_ARGS)
 
-# BENCH_ARGS='--quick' (< ~1 min) or '--only cold_init' …; see bench/README.md.
+# BENCH_ARGS='--quick' (about a minute) or '--only cold_init' …; see bench/README.md.
 bench: setup ## benchmarks, each figure against a same-run baseline (builds the artifact if missing)
 	@test -d .aws-sam/build/CommonLayer || $(MAKE) build
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1,0 +1,203 @@
+"""What the in-process benchmarks share: fresh handler modules, their environment, the events
+and records they consume, and a sink for the logs they write.
+
+Deliberately independent of tests/ (benchmarks must not break when a test helper changes), but
+built the same way: each `functions/<name>/app.py` is imported as a brand-new module after the
+environment is set, as Lambda does on a cold start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import itertools
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+import boto3
+
+from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.mailivery import client_from_settings
+from warmgate.rate_budget import RateBudget
+from warmgate.repository import MailboxRepository
+from warmgate.work_queue import QueuedWebhook
+from warmgate.worker import CampaignWorker
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+EVENTS: Final = ROOT / "events"
+TABLE: Final = "warmgate-bench-mailboxes"
+API_KEY: Final = "sandbox-key"
+REGION: Final = "eu-west-1"
+QUEUE_ARN: Final = f"arn:aws:sqs:{REGION}:123456789012:warmgate-WorkQueue"
+
+_loaded = itertools.count()
+
+
+def load_function(name: str) -> ModuleType:
+    """functions/<name>/app.py as a new module (its settings and clients bind to the current
+    environment); a unique module name per load, so two instances never share module globals
+    (the warmgate package itself is shared, as it is between two imports in one process)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_functions.{name}_{next(_loaded)}", ROOT / "functions" / name / "app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def aws_environment(endpoint_url: str | None) -> dict[str, str | None]:
+    """Dummy credentials, a region, and the endpoint every boto3 client is created with."""
+    return {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": None,
+        "AWS_PROFILE": None,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "WARMGATE_STAGE": "local",
+        "POWERTOOLS_SERVICE_NAME": "warmgate",
+        "POWERTOOLS_METRICS_NAMESPACE": "warmgate-bench",
+    }
+
+
+@contextlib.contextmanager
+def environment(changes: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) variables; restore the previous values afterwards."""
+    previous = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def quiet_handlers() -> Iterator[None]:
+    """Send the Powertools log lines and EMF blobs to a null sink instead of the terminal.
+
+    They are still formatted and written (Lambda pays for that too), only not shown. The
+    logger's handler keeps the stream it was created with, so it is swapped explicitly.
+    """
+    from warmgate.observability import logger
+
+    handler = logger.registered_handler
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        previous = handler.setStream(sink) if isinstance(handler, logging.StreamHandler) else None
+        try:
+            yield
+        finally:
+            if previous is not None and isinstance(handler, logging.StreamHandler):
+                handler.setStream(previous)
+
+
+class LambdaContext:
+    function_name = "warmgate-bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:warmgate-bench"
+    aws_request_id = "5b1d2a3c-0000-4000-8000-00000000bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def expectation(email: str, now: datetime | None = None) -> ExpectedMailbox:
+    """A live expectation, as OnboardingFunction leaves it after issuing a consent link."""
+    now = now or datetime.now(UTC)
+    return ExpectedMailbox(
+        email=email,
+        state=MailboxState.CONSENT_REQUESTED,
+        first_name="Bench",
+        requested_by="bench",
+        requested_at=iso(now),
+        expires_at=iso(now + timedelta(hours=2)),
+        updated_at=iso(now),
+        consent_url="https://login.microsoftonline.com/common?client_id=bench&state=bench",
+    )
+
+
+def pending_body(campaign_id: str, email: str) -> str:
+    """The WorkQueue message the webhook writes for a campaign.pending webhook."""
+    payload = {
+        "type": "campaign.pending",
+        "action": "pending",
+        "account": {"campaign_id": int(campaign_id), "email": email, "provider_type": "office"},
+    }
+    return QueuedWebhook(
+        event_type="campaign.pending",
+        campaign_id=campaign_id,
+        email=email,
+        dedup_key=f"campaign.pending:{campaign_id}",
+        received_at=iso(datetime.now(UTC)),
+        request_id="bench-request",
+        payload=payload,
+    ).message_body()
+
+
+_message_ids = itertools.count()
+
+
+def sqs_event(bodies: list[str]) -> dict[str, Any]:
+    """An SQS event as Lambda's event source mapping delivers it (first receive)."""
+    records = []
+    for body in bodies:
+        records.append(
+            {
+                "messageId": f"bench-{next(_message_ids):08d}",
+                "receiptHandle": "bench-receipt",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795993702000",
+                    "SenderId": "AROAEXAMPLE:warmgate-WebhookFunction",
+                    "ApproximateFirstReceiveTimestamp": "1795993702010",
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324
+                "eventSource": "aws:sqs",
+                "eventSourceARN": QUEUE_ARN,
+                "awsRegion": REGION,
+            }
+        )
+    return {"Records": records}
+
+
+def use_budget(module: ModuleType, budget_for: Callable[[Any], RateBudget]) -> None:
+    """Rebuild a worker module's CampaignWorker as warmgate.worker.worker_from_settings does,
+    around another RateBudget (one that never waits, or one on a time-scaled clock).
+
+    Call it with the module's environment in place: the DynamoDB client is created here."""
+    settings = module.settings
+    dynamodb = boto3.client("dynamodb")
+    worker = CampaignWorker(
+        MailboxRepository(dynamodb, settings.mailbox_table_name or TABLE),
+        client_from_settings(settings, throttle=budget_for(dynamodb).acquire),
+        policy=settings.unexpected_campaign_policy,
+        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+        max_start_attempts=settings.max_start_attempts,
+    )
+    setattr(module, "worker", worker)  # noqa: B010 - mypy cannot see a module's globals
