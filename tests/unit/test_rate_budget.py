@@ -20,7 +20,13 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from warmgate.rate_budget import CONFLICT_RETRY_AFTER, MAX_CONFLICTS, BudgetExhausted, RateBudget
+from warmgate.rate_budget import (
+    CONFLICT_RETRY_AFTER,
+    DEFAULT_BURST,
+    MAX_CONFLICTS,
+    BudgetExhausted,
+    RateBudget,
+)
 
 TABLE = "warmgate-mailboxes-test"
 KEY = "budget#mailivery"
@@ -137,10 +143,10 @@ def max_in_any_window(times: list[float], window: float = 60.0) -> int:
 def test_refill_per_second_defaults_leave_room_for_the_burst(
     fake: FakeDynamoDB, clock: SimClock
 ) -> None:
-    budget = make_budget(fake, clock)
+    budget = RateBudget(fake, TABLE, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
-    assert budget.refill_per_second == pytest.approx(230 / 60)  # 3.833/s
-    assert 10 + 60 * budget.refill_per_second == pytest.approx(240)
+    assert budget.refill_per_second == pytest.approx(235 / 60)  # 3.917/s
+    assert DEFAULT_BURST + 60 * budget.refill_per_second == pytest.approx(240)
 
 
 @pytest.mark.parametrize(
