@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.utilities.parameters import clear_caches
@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from warmgate.http_body import BadRequestBody, BodyTooLarge, decode_body
+from warmgate.mailboxes import utc_now
 from warmgate.secrets import fetch_secret
 from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
 from warmgate.work_queue import QueuedWebhook, WorkQueue
@@ -199,10 +200,6 @@ class WebhookTokenSource:
         return self.current()
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class WebhookReceipt:
     message: QueuedWebhook
@@ -224,7 +221,7 @@ class WebhookIntake:
         queue_url: str,
         tokens: WebhookTokenSource,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         max_body_bytes: int = MAX_WEBHOOK_BODY_BYTES,
     ) -> None:
         self._queue = WorkQueue(sqs, queue_url)

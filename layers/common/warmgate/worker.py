@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -244,13 +244,8 @@ class CampaignWorker:
         mailbox: ExpectedMailbox | None,
         ledger: CampaignLedgerEntry | None,
     ) -> Outcome:
-        now = self._clock()
-        entry = ledger or CampaignLedgerEntry(
-            campaign_id, LedgerState.DELETING, email, decision.reason, iso(now), iso(now)
-        )
-        claimed = self._repository.save_ledger_entry(
-            entry.moved_to(LedgerState.DELETING, now=now, reason=decision.reason),
-            read_version=ledger.version if ledger else None,
+        claimed = self._save_ledger(
+            campaign_id, email, ledger, LedgerState.DELETING, decision.reason, self._clock()
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
             self._mailivery.delete_campaign(campaign_id)
@@ -278,13 +273,25 @@ class CampaignWorker:
                 read_version=mailbox.version,
             )
         if decision.ledger_state is not None:
-            entry = ledger or CampaignLedgerEntry(
-                campaign_id, decision.ledger_state, email, decision.reason, iso(now), iso(now)
+            self._save_ledger(
+                campaign_id, email, ledger, decision.ledger_state, decision.reason, now
             )
-            self._repository.save_ledger_entry(
-                entry.moved_to(decision.ledger_state, now=now, reason=decision.reason),
-                read_version=ledger.version if ledger else None,
-            )
+
+    def _save_ledger(
+        self,
+        campaign_id: str,
+        email: str | None,
+        ledger: CampaignLedgerEntry | None,
+        state: LedgerState,
+        reason: str,
+        now: datetime,
+    ) -> CampaignLedgerEntry:
+        """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
+        entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))
+        return self._repository.save_ledger_entry(
+            entry.moved_to(state, now=now, reason=reason),
+            read_version=ledger.version if ledger else None,
+        )
 
     def _is_active(self, campaign_id: str) -> bool:
         try:
@@ -295,7 +302,7 @@ class CampaignWorker:
     def _release(self, claimed: ExpectedMailbox, before: ExpectedMailbox) -> None:
         """Undo our claim after a transient failure, so the retry is not blocked by our lease."""
         try:
-            self._repository.save(replace(before), read_version=claimed.version)
+            self._repository.save(before, read_version=claimed.version)
         except StaleRecord:
             logger.warning("claim changed before it could be released")
 
