@@ -1,4 +1,5 @@
-"""OnboardingFunction: POST /mailboxes, GET and DELETE /mailboxes/{email} (IAM-authorized)."""
+"""OnboardingFunction: POST /mailboxes, GET and DELETE /mailboxes/{email}, POST
+/mailboxes/{email}/resume (all IAM-authorized)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,31 @@ from warmgate.http import (
     decode_body,
     parse_json_object,
 )
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, utc_now
+from warmgate.mailboxes import (
+    STATE_DESCRIPTIONS,
+    ExpectedMailbox,
+    MailboxState,
+    next_states,
+    utc_now,
+)
 from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
 from warmgate.onboarding import MailboxRequest, OnboardingService
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.work_queue import WorkQueue
 
-settings = load_settings(require=["MAILBOX_TABLE_NAME", MAILIVERY_API_KEY])
+settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
 dynamodb = boto3.client("dynamodb")
 table = settings.mailbox_table_name or ""
 budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
 service = OnboardingService(
     MailboxRepository(dynamodb, table),
     client_from_settings(settings, throttle=budget.acquire),
+    WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
     expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
+    claim_lease=timedelta(seconds=settings.claim_lease_seconds),
 )
 app = APIGatewayHttpResolver()
 
@@ -70,6 +80,13 @@ def withdraw_mailbox(email: str) -> Response[str]:
     return _json(200, _record_view(service.withdraw(unquote(email))))
 
 
+@app.post("/mailboxes/<email>/resume")
+def resume_mailbox(email: str) -> Response[str]:
+    mailbox = service.request_resume(unquote(email), principal=_caller(app.current_event.raw_event))
+    metrics.add_metric("ResumeRequested", "Count", 1)
+    return _json(202, _record_view(mailbox))
+
+
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def answer_error(exc: Exception) -> Response[str]:
     error = api_error_for(exc)
@@ -99,7 +116,12 @@ def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
     return {
         "email": mailbox.email,
         "state": mailbox.state.value,
+        "state_description": STATE_DESCRIPTIONS[mailbox.state],
+        "next_states": [state.value for state in next_states(mailbox.state)],
         "expired": mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now),
+        "parked": mailbox.parked,
+        "request_kind": mailbox.request_kind.value if mailbox.request_kind else None,
+        "open_request": mailbox.has_open_request(now),
         "campaign_id": mailbox.campaign_id,
         "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
         "requested_by": mailbox.requested_by,

@@ -37,6 +37,7 @@ METRICS = {
     "pending_seen": "PendingCampaignsSeen",
     "enqueued": "StrandedCampaignsQueued",
     "unexpected_pending": "UnexpectedPendingCampaigns",
+    "resumes_requeued": "ResumeRequestsRequeued",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -16,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.observability import logger, metrics
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
-from warmgate.work_queue import QueuedWebhook, WorkQueue
+from warmgate.work_queue import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
 from warmgate.worker import RetryLater, worker_from_settings
 
 # WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
@@ -46,7 +47,10 @@ def handle_record(record: SQSRecord) -> None:
 
 
 def _handle(record: SQSRecord) -> None:
-    message = QueuedWebhook.from_message_body(record.body)  # malformed: fails, then the DLQ
+    attempt = record.message_attributes[ATTEMPT_ATTRIBUTE]
+    message = QueuedWebhook.from_message_body(  # malformed: fails, then the DLQ
+        record.body, attempt=int(attempt.string_value or 0) if attempt else 0
+    )
     with logger.append_context_keys(
         campaign_id=message.campaign_id,
         webhook_request_id=message.request_id,
@@ -57,8 +61,13 @@ def _handle(record: SQSRecord) -> None:
         except RetryLater as later:
             # A fresh copy with a delay instead of a failed receive: waiting for the budget or
             # for a mailbox to reconnect must not use up the receives that lead to the DLQ.
+            if later.attempt is not None:
+                message = replace(message, attempt=later.attempt)
             work_queue.send(message, delay_seconds=later.delay)
-            logger.info("deferred", extra={"delay_s": later.delay, "reason": later.reason})
+            logger.info(
+                "deferred",
+                extra={"delay_s": later.delay, "reason": later.reason, "attempt": message.attempt},
+            )
             metrics.add_metric(name=later.kind, unit="Count", value=1)
             return
         metrics.add_metric(name=outcome.value, unit="Count", value=1)

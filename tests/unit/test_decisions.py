@@ -16,7 +16,17 @@ from warmgate.decisions import (
     classify_event,
     decide,
 )
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, Transition, iso
+from warmgate.mailboxes import (
+    ENDED_STATES,
+    TRANSITIONS,
+    ExpectedMailbox,
+    IllegalTransition,
+    MailboxEvent,
+    MailboxState,
+    RequestKind,
+    Transition,
+    iso,
+)
 from warmgate.mailivery.models import Campaign
 from warmgate.settings import UnexpectedCampaignPolicy
 
@@ -24,6 +34,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)
 CID = "4711"
 LEAVE, DELETE = UnexpectedCampaignPolicy.LEAVE, UnexpectedCampaignPolicy.DELETE
+RECONNECT, RESUME = RequestKind.RECONNECT, RequestKind.RESUME
 MARKERS = ("connection", "disconnect")
 
 
@@ -57,9 +68,11 @@ def campaign(status: str | None = "pending", **fields: Any) -> Campaign:
 
 
 def ledger(
-    state: LedgerState, updated_at: datetime = NOW - timedelta(hours=1)
+    state: LedgerState,
+    updated_at: datetime = NOW - timedelta(hours=1),
+    first_seen: datetime = NOW,
 ) -> CampaignLedgerEntry:
-    return CampaignLedgerEntry(CID, state, "ada@contoso.com", "r", iso(NOW), iso(updated_at))
+    return CampaignLedgerEntry(CID, state, "ada@contoso.com", "r", iso(first_seen), iso(updated_at))
 
 
 WARMED_BEFORE = (
@@ -115,22 +128,157 @@ CASES: list[tuple[str, EventKind, Any, Any, Any, Any, tuple[Any, Any, Any, Any]]
         (Outcome.RESUMED, Action.RESUME, MailboxState.WARMING, None),
     ),
     (
-        "pending after our active period -> resume",
+        "pending again after our active period, no request -> nothing",
         ONB,
         campaign(),
         mailbox(MailboxState.CONNECTION_PROBLEM, history=WARMED_BEFORE),
         None,
         LEAVE,
-        (Outcome.RESUMED, Action.RESUME, MailboxState.WARMING, None),
+        (Outcome.IGNORED, Action.NONE, None, None),
     ),
     (
-        "connection_problem campaign, expected -> resume",
+        "connection_problem campaign, no request -> already recorded, no call",
         ONB,
         campaign("connection_problem"),
         mailbox(MailboxState.CONNECTION_PROBLEM),
         None,
         LEAVE,
+        (Outcome.DUPLICATE, Action.NONE, None, None),
+    ),
+    (
+        "reconnect request, campaign paused -> resume",
+        ONB,
+        campaign("paused"),
+        mailbox(campaign_id=CID, request_kind=RECONNECT),
+        None,
+        LEAVE,
         (Outcome.RESUMED, Action.RESUME, MailboxState.WARMING, None),
+    ),
+    (
+        "reconnect request, campaign pending -> resume, never start",
+        ONB,
+        campaign(),
+        mailbox(campaign_id=CID, request_kind=RECONNECT),
+        None,
+        LEAVE,
+        (Outcome.RESUMED, Action.RESUME, MailboxState.WARMING, None),
+    ),
+    (
+        "reconnect request, connection still broken -> wait for the consent",
+        ONB,
+        campaign("connection_problem"),
+        mailbox(campaign_id=CID, request_kind=RECONNECT),
+        None,
+        LEAVE,
+        (Outcome.AWAITING_RECONNECT, Action.NONE, None, None),
+    ),
+    (
+        "reconnect request, campaign active again -> warming, no call",
+        ONB,
+        campaign("active"),
+        mailbox(campaign_id=CID, request_kind=RECONNECT),
+        None,
+        LEAVE,
+        (Outcome.ALREADY_WARMING, Action.NONE, MailboxState.WARMING, None),
+    ),
+    (
+        "reconnect request bound to another campaign -> unexpected, request kept",
+        ONB,
+        campaign(),
+        mailbox(campaign_id="9999", request_kind=RECONNECT),
+        None,
+        LEAVE,
+        (Outcome.UNEXPECTED_LEFT, Action.NONE, None, LedgerState.LEFT_PENDING),
+    ),
+    (
+        "resume request, campaign paused -> resume",
+        ONB,
+        campaign("paused"),
+        mailbox(MailboxState.RESUME_REQUESTED, request_kind=RESUME),
+        None,
+        LEAVE,
+        (Outcome.RESUMED, Action.RESUME, MailboxState.WARMING, None),
+    ),
+    (
+        "resume request, campaign resumed at Mailivery -> warming, no call",
+        ONB,
+        campaign("active"),
+        mailbox(MailboxState.RESUME_REQUESTED, request_kind=RESUME),
+        None,
+        LEAVE,
+        (Outcome.ALREADY_WARMING, Action.NONE, MailboxState.WARMING, None),
+    ),
+    (
+        "operator pause, late duplicate pending -> paused recorded, no call",
+        ONB,
+        campaign("paused"),
+        mailbox(MailboxState.WARMING, history=WARMED_BEFORE[:3]),
+        None,
+        LEAVE,
+        (Outcome.PAUSE_RECORDED, Action.NONE, MailboxState.PAUSED, None),
+    ),
+    (
+        "paused and reported paused again -> duplicate",
+        ONB,
+        campaign("paused"),
+        mailbox(MailboxState.PAUSED),
+        None,
+        LEAVE,
+        (Outcome.DUPLICATE, Action.NONE, None, None),
+    ),
+    (
+        "paused, resumed in Mailivery's dashboard -> warming recorded",
+        ONB,
+        campaign("active"),
+        mailbox(MailboxState.PAUSED),
+        None,
+        LEAVE,
+        (Outcome.ACTIVE_RECORDED, Action.NONE, MailboxState.WARMING, None),
+    ),
+    (
+        "outcome unknown, re-read active -> warming, no second call",
+        ONB,
+        campaign("active"),
+        mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(NOW)),
+        None,
+        LEAVE,
+        (Outcome.ALREADY_WARMING, Action.NONE, MailboxState.WARMING, None),
+    ),
+    (
+        "outcome unknown, re-read still pending -> start again",
+        ONB,
+        campaign(),
+        mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(NOW)),
+        None,
+        LEAVE,
+        (Outcome.STARTED, Action.START, MailboxState.WARMING, None),
+    ),
+    (
+        "parked, pending again -> nothing without a new request",
+        ONB,
+        campaign(),
+        mailbox(MailboxState.START_FAILED, parked=True, start_attempts=4),
+        None,
+        LEAVE,
+        (Outcome.IGNORED, Action.NONE, None, None),
+    ),
+    (
+        "request made after the campaign was left as unexpected -> start, ledger adopted",
+        ONB,
+        campaign(),
+        mailbox(requested_at=iso(NOW)),
+        ledger(LedgerState.LEFT_PENDING, first_seen=NOW - timedelta(hours=2)),
+        LEAVE,
+        (Outcome.STARTED, Action.START, MailboxState.WARMING, LedgerState.ADOPTED),
+    ),
+    (
+        "re-read answers another campaign id -> nothing",
+        ONB,
+        campaign(id=4712),
+        mailbox(),
+        None,
+        LEAVE,
+        (Outcome.ID_MISMATCH, Action.NONE, None, None),
     ),
     (
         "already active, record consent_requested -> warming, no call",
@@ -252,8 +400,8 @@ CASES: list[tuple[str, EventKind, Any, Any, Any, Any, tuple[Any, Any, Any, Any]]
     (
         "second campaign for a warming mailbox -> unexpected",
         ONB,
-        campaign(id=9999),
-        mailbox(MailboxState.WARMING, campaign_id="4711"),
+        campaign(),
+        mailbox(MailboxState.WARMING, campaign_id="9999"),
         None,
         LEAVE,
         (Outcome.UNEXPECTED_LEFT, Action.NONE, None, LedgerState.LEFT_PENDING),
@@ -367,13 +515,13 @@ CASES: list[tuple[str, EventKind, Any, Any, Any, Any, tuple[Any, Any, Any, Any]]
         (Outcome.CONNECTION_PROBLEM, Action.NONE, MailboxState.CONNECTION_PROBLEM, None),
     ),
     (
-        "connection problem but active again -> ignored",
+        "connection problem but active again -> nothing to record",
         CONN,
         campaign("active"),
         mailbox(MailboxState.WARMING),
         None,
         LEAVE,
-        (Outcome.IGNORED, Action.NONE, None, None),
+        (Outcome.DUPLICATE, Action.NONE, None, None),
     ),
     (
         "connection problem for unexpected campaign -> ignored",
@@ -409,8 +557,7 @@ def test_decide_table(
     policy: UnexpectedCampaignPolicy,
     expected: tuple[Any, Any, Any, Any],
 ) -> None:
-    campaign_id = found.campaign_id if found is not None else CID
-    decision = decide(kind, campaign_id, found, record, entry, policy, NOW, LEASE)
+    decision = decide(kind, CID, found, record, entry, policy, NOW, LEASE)
     assert (
         decision.outcome,
         decision.action,
@@ -482,46 +629,54 @@ def situations(draw: st.DrawFn) -> tuple[Any, ...]:
             email=draw(st.sampled_from(EMAILS)),
             expires_at=iso(NOW + timedelta(minutes=draw(st.integers(-120, 120)))),
             updated_at=iso(NOW - timedelta(seconds=draw(st.integers(0, 600)))),
+            requested_at=iso(NOW - timedelta(seconds=draw(st.integers(0, 600)))),
             campaign_id=draw(st.sampled_from([None, CID, "9999"])),
+            request_kind=draw(st.sampled_from([None, *RequestKind])),
+            parked=draw(st.booleans()),
+            outcome_unknown=draw(st.booleans()),
         )
     entry = None
     if draw(st.booleans()):
         entry = ledger(
             draw(st.sampled_from(list(LedgerState))),
             NOW - timedelta(seconds=draw(st.integers(0, 600))),
+            NOW - timedelta(seconds=draw(st.integers(0, 600))),
         )
     policy = draw(st.sampled_from(list(UnexpectedCampaignPolicy)))
     return kind, found, record, entry, policy
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(situations())
 def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) -> None:
     kind, found, record, entry, policy = situation
     decision = decide(kind, CID, found, record, entry, policy, NOW, LEASE)
 
     if decision.action in (Action.START, Action.RESUME):
-        # Never start without a live expectation for the re-read campaign's own email.
+        # Never without an unconsumed request for the re-read campaign's own email.
         assert kind is EventKind.ONBOARDING
         assert found is not None
         assert found.is_ms_graph
         assert record is not None
         assert record.email == found.email
-        assert record.state not in (MailboxState.WITHDRAWN, MailboxState.EXPIRED)
-        assert not (record.state is MailboxState.CONSENT_REQUESTED and record.is_expired(NOW))
+        assert record.has_open_request(NOW)
+        assert not record.claim_is_live(NOW, LEASE)
+        assert record.campaign_id in (None, CID)  # a bound request acts on its campaign only
+        assert decision.action is Action.RESUME or not record.is_bound_request()
+        assert entry is None or entry.first_seen_at < record.requested_at
         assert decision.mailbox_state is MailboxState.WARMING
     if decision.action is Action.DELETE:
-        # Only a pending ms-graph campaign nobody expects, only by policy, only once.
+        # Only a pending ms-graph campaign nobody tracks, only by policy, only once.
         assert policy is UnexpectedCampaignPolicy.DELETE
         assert found is not None
         assert found.is_ms_graph
         assert found.raw_status == "pending"
         assert entry is None or entry.state is LedgerState.DELETING
-    if entry is not None:
-        # A campaign handled without an expectation is never started, and gets no second
-        # action but the retake of a stale delete claim.
-        assert decision.action in (Action.NONE, Action.DELETE)
-        assert decision.action is Action.NONE or entry.state is LedgerState.DELETING
+        assert record is None or record.campaign_id != CID or record.state in ENDED_STATES
+    if record is not None and decision.mailbox_state is not None:
+        # A decision only names moves the state machine allows.
+        assert decision.mailbox_event is not None
+        assert (record.state, decision.mailbox_event, decision.mailbox_state) in TRANSITIONS
     if (
         record is not None
         and record.state is MailboxState.WARMING
@@ -531,3 +686,85 @@ def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) ->
     ):
         assert decision.action is Action.NONE  # already warming: no second call
     assert decision.reason
+
+
+# --- the rule over whole lifetimes: one vendor action per request ---------------------------
+
+STEPS = st.one_of(
+    st.tuples(st.just("webhook"), st.sampled_from([ONB, CONN, OTHER])),
+    st.tuples(st.just("vendor"), st.sampled_from(["paused", "connection_problem", "active"])),
+    st.tuples(st.just("request"), st.sampled_from(list(RequestKind))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEPS, max_size=25))
+def test_every_start_or_resume_consumes_exactly_one_request(steps: list[tuple[str, Any]]) -> None:
+    """A mailbox's life as the worker lives it: webhooks (duplicates, late, replayed), changes
+    made at Mailivery on its own, and the integrator's requests. Every start/resume is backed by
+    an unconsumed request, no request backs two, and every recorded move is a legal one."""
+    record = mailbox(request_kind=RequestKind.ONBOARD)
+    vendor_status, requests, actions = "pending", 1, 0
+    actions_per_request: dict[int, int] = {}
+    for step, arg in steps:
+        if step == "vendor":
+            vendor_status = arg if vendor_status != "pending" or arg == "active" else "pending"
+            continue
+        if step == "request":
+            if not record.can_reconnect():
+                continue  # the API refuses: ALREADY_ONBOARDED / NOT_PAUSED
+            target = (
+                MailboxState.RESUME_REQUESTED
+                if arg is RequestKind.RESUME
+                else MailboxState.CONSENT_REQUESTED
+            )
+            event = (
+                MailboxEvent.RESUME_REQUESTED
+                if arg is RequestKind.RESUME
+                else MailboxEvent.REQUESTED
+            )
+            record = record.transition(
+                target,
+                event=event,
+                now=NOW,
+                reason="request",
+                request_kind=RequestKind.RECONNECT if arg is RequestKind.ONBOARD else arg,
+                requested_at=iso(NOW),
+            )
+            requests += 1
+            continue
+        decision = decide(arg, CID, campaign(vendor_status), record, None, LEAVE, NOW, LEASE)
+        if decision.action in (Action.START, Action.RESUME):
+            assert record.has_open_request(NOW)
+            actions_per_request[requests] = actions_per_request.get(requests, 0) + 1
+            actions += 1
+            vendor_status = "active"
+            claimed = record.transition(
+                MailboxState.VERIFYING,
+                event=MailboxEvent.CLAIMED,
+                now=NOW,
+                reason="claim",
+                campaign_id=CID,
+            )
+            record = claimed.transition(
+                MailboxState.WARMING, event=MailboxEvent.ACCEPTED, now=NOW, reason="accepted"
+            )
+        elif decision.mailbox_state is not None:
+            assert decision.mailbox_event is not None
+            record = record.transition(
+                decision.mailbox_state,
+                event=decision.mailbox_event,
+                now=NOW,
+                reason=decision.reason,
+                campaign_id=CID,
+            )
+    assert all(count == 1 for count in actions_per_request.values())
+    assert actions <= requests
+
+
+def test_transition_refuses_a_move_outside_the_table() -> None:
+    warming = mailbox(MailboxState.WARMING)
+    with pytest.raises(IllegalTransition, match="warming --claimed--> verifying"):
+        warming.transition(
+            MailboxState.VERIFYING, event=MailboxEvent.CLAIMED, now=NOW, reason="no request"
+        )

@@ -18,6 +18,7 @@ class LedgerState(StrEnum):
     DELETING = "deleting"  # unexpected, policy `delete`: claimed, call under way
     DELETED = "deleted"  # deleted by us, or campaign.deleted seen
     UNEXPECTED_ACTIVE = "unexpected_active"  # warming without an expectation: never auto-deleted
+    ADOPTED = "adopted"  # started/resumed later, for a request made after it was first seen
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,23 @@ the expected-mailbox record for the campaign's email, the campaign's ledger entr
 for unexpected campaigns, and the time. No I/O here: `warmgate.worker` reads the inputs,
 applies the decision with conditional writes, and makes at most the one vendor call it names.
 
-Safety rules encoded below (architecture §5):
-- start/resume only for an unexpired expectation with the same normalized email, and only for
-  an ms-graph campaign;
-- never delete a campaign that is not pending, nor anything that is not ms-graph;
-- a campaign already handled (mailbox warming with it, or a ledger entry) causes no call, and a
-  campaign in the ledger (handled as unexpected) is never started later.
+The rule everything below serves: **every start or resume is backed by exactly one unconsumed
+request from the integrator.** A request is `POST /mailboxes` (a new onboarding, or a reconnect
+of a mailbox that warmed before) or `POST /mailboxes/{email}/resume`; it is open while the
+mailbox is `consent_requested` (unexpired), `resume_requested`, `verifying` or a `start_failed`
+that is not parked, and the vendor action it leads to consumes it (`warming`). Whatever
+Mailivery reports later (paused, connection problem, updated, a replayed pending) is recorded
+in the mailbox's state and history and never acted on without a new request.
+
+Safety rules encoded below:
+- start/resume only for an open request of the same normalized email, only for an ms-graph
+  campaign, and only for the campaign a bound request (reconnect, resume) names; a bound
+  request never starts (it resumes), and waits while Mailivery still reports a connection
+  problem (the owner has not reconnected yet);
+- never delete a campaign that is not pending, nor anything that is not ms-graph, nor a
+  campaign a mailbox record tracks;
+- a campaign handled as unexpected (ledger entry) causes no second call, unless a request
+  created after that entry adopts it: same mailbox, consented at Microsoft by its owner.
 """
 
 from __future__ import annotations
@@ -20,12 +31,23 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.mailboxes import ENDED_STATES, ExpectedMailbox, MailboxState, parse_iso
+from warmgate.mailboxes import (
+    ENDED_STATES,
+    TRANSITIONS,
+    ExpectedMailbox,
+    MailboxEvent,
+    MailboxState,
+    RequestKind,
+    parse_iso,
+)
 from warmgate.mailivery.models import Campaign, CampaignStatus
 from warmgate.settings import UnexpectedCampaignPolicy
 
 ONBOARDING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created", "campaign.updated"})
 DELETED_EVENT_TYPE = "campaign.deleted"
+# The message warmgate queues itself for POST /mailboxes/{email}/resume: "act on this campaign's
+# open request" (handled like a webhook: the same re-read, claims and idempotency).
+RESUME_REQUEST_EVENT_TYPE = "warmgate.resume_requested"
 
 
 class EventKind(StrEnum):
@@ -38,7 +60,7 @@ class EventKind(StrEnum):
 def classify_event(event_type: str, connection_problem_markers: tuple[str, ...]) -> EventKind:
     """The connection-problem type string is [unknown]: matched by markers from the contract."""
     normalized = event_type.strip().lower()
-    if normalized in ONBOARDING_EVENT_TYPES:
+    if normalized in ONBOARDING_EVENT_TYPES or normalized == RESUME_REQUEST_EVENT_TYPE:
         return EventKind.ONBOARDING
     if normalized == DELETED_EVENT_TYPE:
         return EventKind.DELETED
@@ -58,18 +80,22 @@ class Outcome(StrEnum):
     STARTED = "started"
     RESUMED = "resumed"
     ALREADY_WARMING = "already_warming"
+    PAUSE_RECORDED = "pause_recorded"  # paused at Mailivery, no request: recorded, left alone
+    ACTIVE_RECORDED = "active_recorded"  # warming again at Mailivery (resumed there)
+    AWAITING_RECONNECT = "awaiting_reconnect"  # a reconnect waits for the owner's consent
     UNEXPECTED_LEFT = "unexpected_left"
     UNEXPECTED_DELETED = "unexpected_deleted"
     UNEXPECTED_ACTIVE = "unexpected_active"
     DUPLICATE = "duplicate"
     NOT_MS_GRAPH = "not_ms_graph"
+    ID_MISMATCH = "id_mismatch"  # the re-read campaign is not the one the event names
     CAMPAIGN_GONE = "campaign_gone"
     DELETED_SEEN = "deleted_seen"
     CONNECTION_PROBLEM = "connection_problem"
     UNKNOWN_STATUS = "unknown_status"
     IGNORED = "ignored"
     BUSY = "busy"  # another worker holds a live claim on this campaign: try again later
-    START_PARKED = "start_parked"  # start refused MAX_START_ATTEMPTS times: left for an operator
+    START_PARKED = "start_parked"  # attempts exhausted: parked until a new request
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +103,10 @@ class CampaignDecision:
     outcome: Outcome
     reason: str
     action: Action = Action.NONE
-    # Target states once the action (if any) succeeded; None leaves that record untouched.
+    # Target state (and why) once the action (if any) succeeded; None leaves the record as is.
     mailbox_state: MailboxState | None = None
+    mailbox_event: MailboxEvent | None = None
     ledger_state: LedgerState | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Ownership:
-    expected: bool
-    busy: bool
-    reason: str
 
 
 def decide(
@@ -104,105 +124,151 @@ def decide(
     if kind is EventKind.DELETED:
         return _deleted(campaign_id, campaign, mailbox, ledger)
     if campaign is None:
-        gone = mailbox is not None and mailbox.campaign_id == campaign_id
+        return _gone(campaign_id, mailbox)
+    if campaign.campaign_id != campaign_id:
         return CampaignDecision(
-            Outcome.CAMPAIGN_GONE,
-            "campaign not found at Mailivery",
-            mailbox_state=MailboxState.DELETED
-            if gone and mailbox is not None and mailbox.state not in ENDED_STATES
-            else None,
+            Outcome.ID_MISMATCH,
+            f"Mailivery answered campaign {campaign.campaign_id!r} for {campaign_id!r}",
         )
     if not campaign.is_ms_graph:
         return CampaignDecision(
             Outcome.NOT_MS_GRAPH, f"imap_type is {campaign.imap_type!r}, not ms-graph"
         )
-    ownership = _ownership(campaign_id, campaign, mailbox, now, claim_lease)
+    owner = mailbox if mailbox is not None and mailbox.email == campaign.email else None
+    if owner is not None:
+        tracked = _tracks(owner, campaign_id)
+        if tracked and owner.claim_is_live(now, claim_lease):
+            return CampaignDecision(Outcome.BUSY, "another worker is verifying this campaign")
+        if (
+            kind is EventKind.ONBOARDING
+            and _request_refusal(campaign_id, owner, ledger, now) is None
+        ):
+            return _fulfil(campaign, owner, ledger)
+        if tracked:
+            return _observe(kind, campaign, owner, now)
     if kind is EventKind.CONNECTION_PROBLEM:
-        return _connection_problem(campaign, mailbox, ownership)
-    if ownership.busy:
-        return CampaignDecision(Outcome.BUSY, ownership.reason)
-    # A campaign once handled as unexpected stays so, even if an expectation for its email
-    # appears later: its consent was given before anyone asked for it.
-    if ownership.expected and mailbox is not None and ledger is None:
-        return _expected(campaign, mailbox)
-    return _unexpected(campaign, mailbox, ledger, policy, ownership.reason, now, claim_lease)
-
-
-def _ownership(
-    campaign_id: str,
-    campaign: Campaign,
-    mailbox: ExpectedMailbox | None,
-    now: datetime,
-    claim_lease: timedelta,
-) -> _Ownership:
-    if mailbox is None or campaign.email is None or campaign.email != mailbox.email:
-        return _Ownership(False, False, "no expectation for this mailbox")
-    state = mailbox.state
-    if state is MailboxState.CONSENT_REQUESTED:
-        if mailbox.is_expired(now):
-            return _Ownership(False, False, "expectation expired")
-        return _Ownership(True, False, "expected")
-    if state in ENDED_STATES:
-        return _Ownership(False, False, f"expectation {state.value}")
-    if mailbox.campaign_id != campaign_id:
-        return _Ownership(
-            False, False, f"mailbox is {state.value} with campaign {mailbox.campaign_id}"
+        return CampaignDecision(
+            Outcome.IGNORED, f"connection-problem event, campaign {campaign.status.value}"
         )
-    if state is MailboxState.VERIFYING:
-        if parse_iso(mailbox.updated_at) + claim_lease > now:
-            return _Ownership(False, True, "another worker is verifying this campaign")
-        return _Ownership(True, False, "expected (stale verification taken over)")
-    if state in (
-        MailboxState.WARMING,
-        MailboxState.START_FAILED,
-        MailboxState.CONNECTION_PROBLEM,
-    ):
-        return _Ownership(True, False, "expected")
-    return _Ownership(False, False, f"mailbox is {state.value}")
+    reason = _why_unexpected(owner, campaign_id, now)
+    return _unexpected(campaign, owner, ledger, policy, reason, now, claim_lease)
 
 
-def _expected(campaign: Campaign, mailbox: ExpectedMailbox) -> CampaignDecision:
+def _request_refusal(
+    campaign_id: str,
+    owner: ExpectedMailbox,
+    ledger: CampaignLedgerEntry | None,
+    now: datetime,
+) -> str | None:
+    """Why the owner's open request cannot act on this campaign; None: it can."""
+    if not owner.has_open_request(now):
+        return "no open request"
+    if owner.campaign_id is not None and owner.campaign_id != campaign_id:
+        return f"the open request is for campaign {owner.campaign_id}"
+    if ledger is not None and parse_iso(ledger.first_seen_at) >= parse_iso(owner.requested_at):
+        return f"handled as unexpected ({ledger.state.value}) before this request"
+    return None
+
+
+def _fulfil(
+    campaign: Campaign, owner: ExpectedMailbox, ledger: CampaignLedgerEntry | None
+) -> CampaignDecision:
+    """An open request meets its campaign: the one start or resume it backs (or none needed)."""
+    adopted = LedgerState.ADOPTED if ledger is not None else None
     match campaign.status:
         case CampaignStatus.ACTIVE:
-            if mailbox.state is MailboxState.WARMING:
-                return CampaignDecision(Outcome.DUPLICATE, "already warming")
             return CampaignDecision(
                 Outcome.ALREADY_WARMING,
-                "campaign already active at Mailivery",
+                "campaign already active at Mailivery: the request is fulfilled",
                 mailbox_state=MailboxState.WARMING,
+                mailbox_event=MailboxEvent.FOUND_ACTIVE,
+                ledger_state=adopted,
             )
-        case CampaignStatus.PENDING if not _warmed_before(mailbox):
+        case CampaignStatus.CONNECTION_PROBLEM if owner.is_bound_request():
+            return CampaignDecision(
+                Outcome.AWAITING_RECONNECT,
+                "Mailivery still reports a connection problem: waiting for the owner's consent",
+            )
+        case CampaignStatus.PENDING if not owner.is_bound_request():
             return CampaignDecision(
                 Outcome.STARTED,
-                "expected mailbox, new campaign",
+                "requested mailbox, new campaign",
                 action=Action.START,
                 mailbox_state=MailboxState.WARMING,
+                mailbox_event=MailboxEvent.ACCEPTED,
+                ledger_state=adopted,
             )
         case CampaignStatus.PENDING | CampaignStatus.PAUSED | CampaignStatus.CONNECTION_PROBLEM:
             return CampaignDecision(
                 Outcome.RESUMED,
-                f"expected mailbox, campaign {campaign.status.value} after an active period",
+                f"{owner.request_kind or RequestKind.ONBOARD} request, "
+                f"campaign {campaign.status.value}",
                 action=Action.RESUME,
                 mailbox_state=MailboxState.WARMING,
+                mailbox_event=MailboxEvent.ACCEPTED,
+                ledger_state=adopted,
             )
     return CampaignDecision(
         Outcome.UNKNOWN_STATUS, f"campaign status {campaign.raw_status!r} is not understood"
     )
 
 
-def _warmed_before(mailbox: ExpectedMailbox) -> bool:
-    """Our own record of an active period since the current onboarding began."""
-    for transition in reversed(mailbox.history):
-        if transition.to_state is MailboxState.WARMING:
-            return True
-        if transition.to_state is MailboxState.CONSENT_REQUESTED:
-            return False
-    return False
+def _observe(
+    kind: EventKind, campaign: Campaign, owner: ExpectedMailbox, now: datetime
+) -> CampaignDecision:
+    """What Mailivery reports about a campaign we track, with no request to act on: record it."""
+    status = campaign.status
+    if kind is EventKind.CONNECTION_PROBLEM and status is CampaignStatus.PAUSED:
+        status = CampaignStatus.CONNECTION_PROBLEM  # the event says why it is paused
+    if owner.has_open_request(now):  # a bound request waiting, e.g. a reconnect
+        return CampaignDecision(
+            Outcome.IGNORED, f"campaign {status.value}; the open request decides later"
+        )
+    target = {
+        CampaignStatus.ACTIVE: (MailboxState.WARMING, MailboxEvent.FOUND_ACTIVE),
+        CampaignStatus.PAUSED: (MailboxState.PAUSED, MailboxEvent.PAUSE_SEEN),
+        CampaignStatus.CONNECTION_PROBLEM: (
+            MailboxState.CONNECTION_PROBLEM,
+            MailboxEvent.CONNECTION_PROBLEM_SEEN,
+        ),
+    }.get(status)
+    if target is None:
+        return CampaignDecision(
+            Outcome.IGNORED, f"campaign {campaign.raw_status!r}; mailbox {owner.state.value}"
+        )
+    state, event = target
+    if owner.state is state:
+        return CampaignDecision(Outcome.DUPLICATE, f"already recorded: {state.value}")
+    if (owner.state, event, state) not in TRANSITIONS:
+        return CampaignDecision(
+            Outcome.IGNORED, f"campaign {status.value}; mailbox {owner.state.value} stays"
+        )
+    outcome = {
+        MailboxState.WARMING: Outcome.ACTIVE_RECORDED,
+        MailboxState.PAUSED: Outcome.PAUSE_RECORDED,
+        MailboxState.CONNECTION_PROBLEM: Outcome.CONNECTION_PROBLEM,
+    }[state]
+    return CampaignDecision(
+        outcome,
+        f"Mailivery reports the campaign {status.value}; recorded, no action without a request",
+        mailbox_state=state,
+        mailbox_event=event,
+    )
+
+
+def _why_unexpected(owner: ExpectedMailbox | None, campaign_id: str, now: datetime) -> str:
+    if owner is None:
+        return "no expectation for this mailbox"
+    if owner.state is MailboxState.CONSENT_REQUESTED and owner.is_expired(now):
+        return "expectation expired"
+    if owner.state in ENDED_STATES:
+        return f"expectation {owner.state.value}"
+    return f"mailbox is {owner.state.value} with campaign {owner.campaign_id}, not {campaign_id}"
 
 
 def _unexpected(
     campaign: Campaign,
-    mailbox: ExpectedMailbox | None,
+    owner: ExpectedMailbox | None,
     ledger: CampaignLedgerEntry | None,
     policy: UnexpectedCampaignPolicy,
     reason: str,
@@ -217,11 +283,14 @@ def _unexpected(
         if not (stale_delete and deletable and policy is UnexpectedCampaignPolicy.DELETE):
             return CampaignDecision(Outcome.DUPLICATE, f"already handled: {ledger.state.value}")
     rejected = (
-        MailboxState.REJECTED
-        if mailbox is not None
-        and mailbox.email == campaign.email
-        and mailbox.state is MailboxState.CONSENT_REQUESTED
-        else None
+        owner is not None
+        and owner.state is MailboxState.CONSENT_REQUESTED
+        and owner.is_expired(now)
+    )
+    rejection = (
+        {"mailbox_state": MailboxState.REJECTED, "mailbox_event": MailboxEvent.UNEXPECTED}
+        if rejected
+        else {}
     )
     if not deletable:
         return CampaignDecision(
@@ -234,14 +303,32 @@ def _unexpected(
             Outcome.UNEXPECTED_DELETED,
             f"{reason}; policy delete",
             action=Action.DELETE,
-            mailbox_state=rejected,
             ledger_state=LedgerState.DELETED,
+            **rejection,  # type: ignore[arg-type]
         )
     return CampaignDecision(
         Outcome.UNEXPECTED_LEFT,
         f"{reason}; policy leave (pending)",
-        mailbox_state=rejected,
         ledger_state=LedgerState.LEFT_PENDING,
+        **rejection,  # type: ignore[arg-type]
+    )
+
+
+def _tracks(mailbox: ExpectedMailbox | None, campaign_id: str) -> bool:
+    return (
+        mailbox is not None
+        and mailbox.campaign_id == campaign_id
+        and mailbox.state not in ENDED_STATES
+    )
+
+
+def _gone(campaign_id: str, mailbox: ExpectedMailbox | None) -> CampaignDecision:
+    gone = _tracks(mailbox, campaign_id)
+    return CampaignDecision(
+        Outcome.CAMPAIGN_GONE,
+        "campaign not found at Mailivery",
+        mailbox_state=MailboxState.DELETED if gone else None,
+        mailbox_event=MailboxEvent.CAMPAIGN_DELETED if gone else None,
     )
 
 
@@ -255,11 +342,7 @@ def _deleted(
         return CampaignDecision(
             Outcome.IGNORED, "campaign.deleted received but the campaign still exists"
         )
-    mailbox_gone = (
-        mailbox is not None
-        and mailbox.campaign_id == campaign_id
-        and mailbox.state is not MailboxState.DELETED
-    )
+    mailbox_gone = _tracks(mailbox, campaign_id)
     already = ledger is not None and ledger.state is LedgerState.DELETED
     if already and not mailbox_gone:
         return CampaignDecision(Outcome.DUPLICATE, "deletion already recorded")
@@ -267,25 +350,6 @@ def _deleted(
         Outcome.DELETED_SEEN,
         "campaign deleted at Mailivery",
         mailbox_state=MailboxState.DELETED if mailbox_gone else None,
+        mailbox_event=MailboxEvent.CAMPAIGN_DELETED if mailbox_gone else None,
         ledger_state=None if already else LedgerState.DELETED,
-    )
-
-
-def _connection_problem(
-    campaign: Campaign, mailbox: ExpectedMailbox | None, ownership: _Ownership
-) -> CampaignDecision:
-    troubled = campaign.status in (CampaignStatus.PAUSED, CampaignStatus.CONNECTION_PROBLEM)
-    if (
-        ownership.expected
-        and mailbox is not None
-        and mailbox.state is MailboxState.WARMING
-        and troubled
-    ):
-        return CampaignDecision(
-            Outcome.CONNECTION_PROBLEM,
-            f"Mailivery reports a connection problem (campaign {campaign.status.value})",
-            mailbox_state=MailboxState.CONNECTION_PROBLEM,
-        )
-    return CampaignDecision(
-        Outcome.IGNORED, f"connection-problem event, campaign {campaign.status.value}"
     )

@@ -1,6 +1,7 @@
-"""The expected mailbox: one record per normalized email, and its state machine (architecture §4).
+"""The expected mailbox: one record per normalized email, and its state machine.
 
-Pure domain: no I/O. The repository stores these records; services decide transitions.
+Pure domain: no I/O. The repository stores these records; services decide transitions, and
+`ExpectedMailbox.transition` refuses any move that is not a row of `TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,131 @@ HISTORY_LIMIT = 20  # transitions kept per record: enough to audit, bounded to s
 
 class MailboxState(StrEnum):
     CONSENT_REQUESTED = "consent_requested"
+    RESUME_REQUESTED = "resume_requested"
     VERIFYING = "verifying"
     WARMING = "warming"
+    PAUSED = "paused"
+    CONNECTION_PROBLEM = "connection_problem"
     START_FAILED = "start_failed"
     REJECTED = "rejected"
     REQUEST_FAILED = "request_failed"
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
     DELETED = "deleted"
-    CONNECTION_PROBLEM = "connection_problem"
+
+
+STATE_DESCRIPTIONS: dict[MailboxState, str] = {
+    MailboxState.CONSENT_REQUESTED: "a consent link was issued (a request); a reconnect's is bound "
+    "to the mailbox's existing campaign",
+    MailboxState.RESUME_REQUESTED: "the integrator asked to resume the paused campaign "
+    "(a request); "
+    "queued for the worker",
+    MailboxState.VERIFYING: "a worker holds the request's claim: its start/resume call is under "
+    "way, or its outcome is unknown and the next attempt re-reads the campaign first",
+    MailboxState.WARMING: "warm-up started or resumed; the request is consumed",
+    MailboxState.PAUSED: "Mailivery reports the campaign paused; nothing is done without a new "
+    "request (POST /mailboxes/{email}/resume, or a reconnect)",
+    MailboxState.CONNECTION_PROBLEM: "Mailivery reports a connection problem; reconnect with "
+    "POST /mailboxes",
+    MailboxState.START_FAILED: "start/resume refused or inconclusive: retried with a growing "
+    "delay, then parked (parked: true) until a new request",
+    MailboxState.REJECTED: "the consent came after the expectation ended: the campaign was "
+    "handled as unexpected",
+    MailboxState.REQUEST_FAILED: "Mailivery refused or failed the consent-link request",
+    MailboxState.EXPIRED: "no consent before the expectation's expiry",
+    MailboxState.WITHDRAWN: "withdrawn by the integrator (DELETE)",
+    MailboxState.DELETED: "the campaign was deleted at Mailivery",
+}
+
+
+class RequestKind(StrEnum):
+    """What the integrator asked for: each one backs at most one start or resume."""
+
+    ONBOARD = "onboard"  # POST /mailboxes for a new (or ended) mailbox: start, or resume
+    RECONNECT = "reconnect"  # POST /mailboxes for a warming/paused/disconnected/parked mailbox
+    RESUME = "resume"  # POST /mailboxes/{email}/resume: resume without a new consent
+
+
+class MailboxEvent(StrEnum):
+    """Why a record moves: the middle column of TRANSITIONS."""
+
+    REQUESTED = "requested"  # consent link requested (new, again, or a reconnect)
+    REQUEST_FAILED = "request_failed"  # Mailivery refused or failed the consent-link request
+    RESUME_REQUESTED = "resume_requested"
+    CLAIMED = "claimed"  # a worker claims the request right before its one vendor call
+    ACCEPTED = "accepted"  # Mailivery accepted the start/resume: the request is consumed
+    FOUND_ACTIVE = "found_active"  # the re-read shows the campaign warming already
+    REFUSED = "refused"  # start/resume refused, conflicting or inconclusive: retry or park
+    OUTCOME_UNKNOWN = "outcome_unknown"  # timeout/5xx/unreadable answer: the claim is kept
+    PAUSE_SEEN = "pause_seen"  # Mailivery reports the campaign paused
+    CONNECTION_PROBLEM_SEEN = "connection_problem_seen"
+    UNEXPECTED = "unexpected"  # the consent came after the expectation ended
+    CAMPAIGN_DELETED = "campaign_deleted"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+_S, _E = MailboxState, MailboxEvent
+_REQUEST_HOLDERS = (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED, _S.VERIFYING)
+_TRACKING = (_S.WARMING, _S.PAUSED, _S.CONNECTION_PROBLEM, _S.START_FAILED)
+
+# Every allowed move: (from-state, event, to-state); None as from-state is a new record.
+# Nothing else may move a record (`ExpectedMailbox.transition` checks this table).
+TRANSITIONS: frozenset[tuple[MailboxState | None, MailboxEvent, MailboxState]] = frozenset(
+    {
+        (None, _E.REQUESTED, _S.CONSENT_REQUESTED),
+        *((s, _E.REQUESTED, _S.CONSENT_REQUESTED) for s in (_S.CONSENT_REQUESTED, *_TRACKING)),
+        *(
+            (s, _E.REQUESTED, _S.CONSENT_REQUESTED)
+            for s in (_S.REJECTED, _S.REQUEST_FAILED, _S.EXPIRED, _S.WITHDRAWN, _S.DELETED)
+        ),
+        (_S.CONSENT_REQUESTED, _E.REQUEST_FAILED, _S.REQUEST_FAILED),
+        *((s, _E.RESUME_REQUESTED, _S.RESUME_REQUESTED) for s in _TRACKING),
+        *((s, _E.CLAIMED, _S.VERIFYING) for s in _REQUEST_HOLDERS),
+        (_S.VERIFYING, _E.ACCEPTED, _S.WARMING),
+        *((s, _E.FOUND_ACTIVE, _S.WARMING) for s in (*_REQUEST_HOLDERS, *_TRACKING[1:])),
+        (_S.VERIFYING, _E.REFUSED, _S.START_FAILED),
+        (_S.VERIFYING, _E.OUTCOME_UNKNOWN, _S.VERIFYING),
+        *(
+            (s, _E.PAUSE_SEEN, _S.PAUSED)
+            for s in (_S.WARMING, _S.CONNECTION_PROBLEM, _S.START_FAILED)
+        ),
+        *(
+            (s, _E.CONNECTION_PROBLEM_SEEN, _S.CONNECTION_PROBLEM)
+            for s in (_S.WARMING, _S.PAUSED, _S.START_FAILED)
+        ),
+        (_S.CONSENT_REQUESTED, _E.UNEXPECTED, _S.REJECTED),
+        *((s, _E.CAMPAIGN_DELETED, _S.DELETED) for s in (*_REQUEST_HOLDERS, *_TRACKING)),
+        (_S.CONSENT_REQUESTED, _E.EXPIRED, _S.EXPIRED),
+        *(
+            (s, _E.WITHDRAWN, _S.WITHDRAWN)
+            for s in (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED)
+        ),
+    }
+)
+
+
+class IllegalTransition(ValueError):
+    """A move that is not a row of TRANSITIONS: a bug in the caller, never written."""
+
+
+def next_states(state: MailboxState) -> list[MailboxState]:
+    """Where a record in `state` may go next, in the enum's order."""
+    targets = {to for frm, _, to in TRANSITIONS if frm is state}
+    return [s for s in MailboxState if s in targets]
+
+
+def state_diagram() -> str:
+    """TRANSITIONS as a mermaid `stateDiagram-v2` (the README's diagram is checked against it)."""
+    lines = ["stateDiagram-v2"]
+    edges: dict[tuple[str, str], list[str]] = {}
+    for source, event, target in TRANSITIONS:
+        key = (source.value if source else "[*]", target.value)
+        edges.setdefault(key, []).append(event.value)
+    order = {state.value: n for n, state in enumerate(MailboxState)} | {"[*]": -1}
+    for (frm, to), events in sorted(edges.items(), key=lambda e: (order[e[0][0]], order[e[0][1]])):
+        lines.append(f"    {frm} --> {to}: {', '.join(sorted(events))}")
+    return "\n".join(lines)
 
 
 # An onboarding that ended: the mailbox may be requested again, keeping its history.
@@ -104,7 +221,10 @@ class ExpectedMailbox:
     consent_url: str | None = None
     campaign_id: str | None = None
     last_error: LastError | None = None
-    start_attempts: int = 0  # consecutive start/resume refusals (connection check failed)
+    request_kind: RequestKind | None = None  # the latest request (open or consumed)
+    start_attempts: int = 0  # failed start/resume attempts (refused, conflict, unknown outcome)
+    parked: bool = False  # start_failed for good: retries exhausted, a new request is needed
+    outcome_unknown: bool = False  # verifying: the last call's outcome is unknown, no call running
     history: tuple[Transition, ...] = field(default=())
 
     def is_expired(self, now: datetime) -> bool:
@@ -136,15 +256,52 @@ class ExpectedMailbox:
             )
         return False
 
+    def can_reconnect(self) -> bool:
+        """Warmed before and holding no request: a new request reconnects (or resumes) it."""
+        return self.state in (
+            MailboxState.WARMING,
+            MailboxState.PAUSED,
+            MailboxState.CONNECTION_PROBLEM,
+        ) or (self.state is MailboxState.START_FAILED and self.parked)
+
+    def has_open_request(self, now: datetime) -> bool:
+        """A request from the integrator that no vendor action has consumed yet."""
+        match self.state:
+            case MailboxState.CONSENT_REQUESTED:
+                return not self.is_expired(now)
+            case MailboxState.RESUME_REQUESTED | MailboxState.VERIFYING:
+                return True
+            case MailboxState.START_FAILED:
+                return not self.parked
+        return False
+
+    def is_bound_request(self) -> bool:
+        """The open request is about the mailbox's existing campaign: resume it, never start."""
+        return self.request_kind in (RequestKind.RECONNECT, RequestKind.RESUME)
+
+    def claim_is_live(self, now: datetime, lease: timedelta) -> bool:
+        """A worker is (or, within the lease, may still be) inside this record's vendor call."""
+        return (
+            self.state is MailboxState.VERIFYING
+            and not self.outcome_unknown
+            and parse_iso(self.updated_at) + lease > now
+        )
+
     def transition(
         self,
         to_state: MailboxState,
         *,
+        event: MailboxEvent,
         now: datetime,
         reason: str,
         **changes: Any,
     ) -> ExpectedMailbox:
-        """A copy in `to_state`, with the transition appended to the bounded history."""
+        """A copy in `to_state`, with the transition appended to the bounded history.
+
+        Raises IllegalTransition for a move TRANSITIONS does not list.
+        """
+        if (self.state, event, to_state) not in TRANSITIONS:
+            raise IllegalTransition(f"{self.state.value} --{event.value}--> {to_state.value}")
         entry = Transition(at=iso(now), from_state=self.state, to_state=to_state, reason=reason)
         return replace(
             self,

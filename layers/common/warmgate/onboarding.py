@@ -1,8 +1,14 @@
-"""Onboarding: record the expected mailbox, then ask Mailivery for the consent URL, exactly once.
+"""Onboarding: the integrator's requests. Each one backs at most one start or resume.
 
-The record is written (conditionally) *before* the vendor call, so a consent link can never exist
-without the expectation that later allows the mailbox to warm up; and every failure after that
-write leaves the record in a state that allows a retry.
+- `request_consent` (POST /mailboxes): record the expected mailbox, then ask Mailivery for the
+  consent URL, exactly once. The record is written (conditionally) *before* the vendor call, so
+  a consent link can never exist without the expectation that later allows the mailbox to warm
+  up; every failure after that write leaves the record in a state that allows a retry. For a
+  mailbox that warmed before (warming, paused, connection problem, parked) it is a reconnect:
+  the campaign is re-read first, and the new request is bound to it (resume, never start).
+- `request_resume` (POST /mailboxes/{email}/resume): resume a paused campaign without a new
+  consent; recorded as `resume_requested` and queued for the worker, which makes the call.
+- `withdraw` (DELETE /mailboxes/{email}): end an open request; waits while a claim is held.
 """
 
 from __future__ import annotations
@@ -16,24 +22,37 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
+from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
 from warmgate.emails import normalize_email
 from warmgate.mailboxes import (
     ExpectedMailbox,
     LastError,
+    MailboxEvent,
     MailboxState,
+    RequestKind,
     Transition,
     iso,
+    parse_iso,
     utc_now,
 )
-from warmgate.mailivery import ConsentRequest, MailiveryClient, MailiveryError
+from warmgate.mailivery import (
+    Campaign,
+    CampaignStatus,
+    ConsentRequest,
+    MailiveryClient,
+    MailiveryError,
+    NotFound,
+)
 from warmgate.observability import logger
 from warmgate.rate_budget import BudgetExhausted
 from warmgate.repository import MailboxRepository, StaleRecord
+from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 # A record written before the vendor call but never completed (the function crashed or timed
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
 IN_FLIGHT_ABANDONED_AFTER = timedelta(seconds=60)
 CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
+UNKNOWN_OUTCOME_RETRY_AFTER = 60  # seconds: the worker's first re-read after an unknown outcome
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # No commas or spaces: tags may travel to Mailivery as one "a,b" string (contract §2).
@@ -93,13 +112,17 @@ class OnboardingService:
         self,
         repository: MailboxRepository,
         mailivery: MailiveryClient,
+        queue: WorkQueue,
         *,
         expectation_ttl: timedelta,
+        claim_lease: timedelta,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repository = repository
         self._mailivery = mailivery
+        self._queue = queue
         self._ttl = expectation_ttl
+        self._lease = claim_lease
         self._clock = clock
 
     def request_consent(self, request: MailboxRequest, principal: str | None) -> ConsentOutcome:
@@ -149,22 +172,69 @@ class OnboardingService:
         for _ in range(CLAIM_ATTEMPTS):
             record = self.get(email)
             now = self._clock()
-            withdrawable = (
-                record.state is MailboxState.CONSENT_REQUESTED and not record.is_expired(now)
-            ) or record.state is MailboxState.START_FAILED
+            if record.state is MailboxState.VERIFYING:
+                raise self._claim_held(record, now)
+            withdrawable = record.state in (
+                MailboxState.RESUME_REQUESTED,
+                MailboxState.START_FAILED,
+            ) or (record.state is MailboxState.CONSENT_REQUESTED and not record.is_expired(now))
             if not withdrawable:
                 raise OnboardingConflict(
                     "NOT_WITHDRAWABLE",
-                    f"mailbox is {_describe(record, now)}: "
-                    "only a live expectation can be withdrawn",
+                    f"mailbox is {_describe(record, now)}: only an open request can be withdrawn",
                 )
             try:
                 return self._repository.save(
-                    record.transition(MailboxState.WITHDRAWN, now=now, reason="withdrawn by API"),
+                    record.transition(
+                        MailboxState.WITHDRAWN,
+                        event=MailboxEvent.WITHDRAWN,
+                        now=now,
+                        reason="withdrawn by API",
+                    ),
                     read_version=record.version,
                 )
             except StaleRecord:
                 continue
+        raise _busy()
+
+    def request_resume(self, email: str, principal: str | None) -> ExpectedMailbox:
+        """Record a resume request for a paused campaign and queue it for the worker."""
+        for _ in range(CLAIM_ATTEMPTS):
+            record = self.get(email)
+            if record.state is MailboxState.RESUME_REQUESTED:
+                return record  # the same request again: already queued
+            if not record.can_reconnect() or record.campaign_id is None:
+                raise OnboardingConflict(
+                    "NOT_PAUSED",
+                    f"mailbox is {_describe(record, self._clock())}: nothing to resume",
+                )
+            self._require_resumable(self._reread(record.campaign_id))
+            now = self._clock()
+            try:
+                stored = self._repository.save(
+                    record.transition(
+                        MailboxState.RESUME_REQUESTED,
+                        event=MailboxEvent.RESUME_REQUESTED,
+                        now=now,
+                        reason="resume requested by API",
+                        request_kind=RequestKind.RESUME,
+                        requested_by_principal=principal,
+                        requested_at=iso(now),
+                        **_FRESH_REQUEST,
+                    ),
+                    read_version=record.version,
+                )
+            except StaleRecord:
+                continue
+            # If this send fails the record still says resume_requested: the reconciler
+            # re-queues every such mailbox on its next run, so the request is not lost.
+            self._queue.send(
+                QueuedWebhook.for_campaign(
+                    RESUME_REQUEST_EVENT_TYPE, stored.campaign_id, stored.email, now=now
+                )
+            )
+            logger.info("resume requested", extra={"mailbox": stored.email})
+            return stored
         raise _busy()
 
     # --- steps -------------------------------------------------------------------------------
@@ -181,7 +251,10 @@ class OnboardingService:
                 replay = self._replay_or_refuse(existing, request, fingerprint, now)
                 if replay is not None:
                     return replay
-            claim = self._new_expectation(existing, request, principal, fingerprint, now)
+            bound_to = None
+            if existing is not None and existing.can_reconnect():
+                bound_to = self._reconnect_target(existing)
+            claim = self._new_expectation(existing, request, principal, fingerprint, now, bound_to)
             try:
                 return self._repository.save(
                     claim, read_version=existing.version if existing else None
@@ -212,9 +285,71 @@ class OnboardingService:
                     retry_after=2,
                 )
             return ConsentOutcome(existing, created=False)
-        if not existing.can_be_requested_again(now, IN_FLIGHT_ABANDONED_AFTER):
+        if existing.state is MailboxState.VERIFYING:
+            raise self._claim_held(existing, now)
+        reconnect = existing.can_reconnect()
+        if not (reconnect or existing.can_be_requested_again(now, IN_FLIGHT_ABANDONED_AFTER)):
             raise OnboardingConflict("ALREADY_ONBOARDED", f"mailbox is {_describe(existing, now)}")
         return None
+
+    def _reconnect_target(self, existing: ExpectedMailbox) -> str | None:
+        """The campaign a reconnect is bound to (None: it is gone, onboard afresh).
+
+        Raises ALREADY_WARMING when Mailivery has it active: nothing to reconnect.
+        """
+        if existing.campaign_id is None:
+            return None
+        campaign = self._reread(existing.campaign_id)
+        if campaign is None:
+            return None
+        if campaign.status is CampaignStatus.ACTIVE:
+            raise OnboardingConflict(
+                "ALREADY_WARMING",
+                f"campaign {campaign.campaign_id} is warming at Mailivery: nothing to reconnect",
+            )
+        return campaign.campaign_id
+
+    def _reread(self, campaign_id: str) -> Campaign | None:
+        try:
+            return self._mailivery.get_campaign(campaign_id)
+        except NotFound:
+            return None
+
+    @staticmethod
+    def _require_resumable(campaign: Campaign | None) -> None:
+        if campaign is None:
+            raise OnboardingConflict(
+                "CAMPAIGN_GONE",
+                "Mailivery no longer has this mailbox's campaign: "
+                "request it again (POST /mailboxes)",
+            )
+        match campaign.status:
+            case CampaignStatus.PAUSED | CampaignStatus.PENDING:
+                return
+            case CampaignStatus.ACTIVE:
+                raise OnboardingConflict("ALREADY_WARMING", "the campaign is warming already")
+            case CampaignStatus.CONNECTION_PROBLEM:
+                raise OnboardingConflict(
+                    "RECONNECT_REQUIRED",
+                    "Mailivery reports a connection problem: reconnect with POST /mailboxes",
+                )
+        raise OnboardingConflict(
+            "NOT_PAUSED", f"campaign status {campaign.raw_status!r}: nothing to resume"
+        )
+
+    def _claim_held(self, record: ExpectedMailbox, now: datetime) -> OnboardingConflict:
+        """A worker holds this mailbox's claim (a call under way, or its outcome unknown)."""
+        if record.claim_is_live(now, self._lease):
+            left = parse_iso(record.updated_at) + self._lease - now
+            retry_after = max(1, int(left.total_seconds()) + 1)
+        else:
+            retry_after = UNKNOWN_OUTCOME_RETRY_AFTER
+        return OnboardingConflict(
+            "CLAIM_HELD",
+            "a start/resume for this mailbox is under way or its outcome is being settled; "
+            "retry later",
+            retry_after=retry_after,
+        )
 
     def _new_expectation(
         self,
@@ -223,6 +358,7 @@ class OnboardingService:
         principal: str | None,
         fingerprint: str,
         now: datetime,
+        bound_to: str | None,
     ) -> ExpectedMailbox:
         fields = {
             "first_name": request.first_name,
@@ -236,12 +372,19 @@ class OnboardingService:
             "requested_at": iso(now),
             "expires_at": iso(now + self._ttl),
             "consent_url": None,
-            "campaign_id": None,
-            "last_error": None,
+            "campaign_id": bound_to,
+            "request_kind": RequestKind.RECONNECT if bound_to else RequestKind.ONBOARD,
+            **_FRESH_REQUEST,
         }
         if existing is not None:  # a new onboarding of a known mailbox keeps its history
             return existing.transition(
-                MailboxState.CONSENT_REQUESTED, now=now, reason="consent requested again", **fields
+                MailboxState.CONSENT_REQUESTED,
+                event=MailboxEvent.REQUESTED,
+                now=now,
+                reason=f"reconnect of campaign {bound_to} requested"
+                if bound_to
+                else "consent requested again",
+                **fields,
             )
         return ExpectedMailbox(
             email=request.email,
@@ -260,6 +403,7 @@ class OnboardingService:
         now = self._clock()
         failed = claimed.transition(
             MailboxState.REQUEST_FAILED,
+            event=MailboxEvent.REQUEST_FAILED,
             now=now,
             reason=f"consent request failed: {code}",
             last_error=LastError(code=code, message=message, at=iso(now), request_id=request_id),
@@ -270,9 +414,20 @@ class OnboardingService:
             logger.warning("record changed during failed consent request", extra={"code": code})
 
 
+# What a new request starts from: no failures, no claim.
+_FRESH_REQUEST = {
+    "last_error": None,
+    "start_attempts": 0,
+    "parked": False,
+    "outcome_unknown": False,
+}
+
+
 def _describe(record: ExpectedMailbox, now: datetime) -> str:
     if record.state is MailboxState.CONSENT_REQUESTED and record.is_expired(now):
         return "consent_requested (expired)"
+    if record.state is MailboxState.START_FAILED and not record.parked:
+        return "start_failed (being retried)"
     return record.state.value
 
 

@@ -5,7 +5,9 @@ warming up" are almost always a missed start call. So, on a schedule:
 1. expectations past their expiry become `expired` (a late webhook is then unexpected);
 2. pending ms-graph campaigns whose email has a live expectation not yet handled are queued
    for the worker with the webhook's own message shape: the worker stays the one place that
-   decides, with the same re-read, claims and idempotency.
+   decides, with the same re-read, claims and idempotency;
+3. resume requests still waiting after RESUME_REQUEUE_AFTER (their message was lost, or the
+   API could not send it) are queued again.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
+from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
+from warmgate.mailboxes import ExpectedMailbox, MailboxEvent, MailboxState, iso, parse_iso, utc_now
 from warmgate.mailivery import CampaignStatus, MailiveryClient
 from warmgate.observability import logger
 from warmgate.repository import MailboxRepository, StaleRecord
 from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 RECONCILED_EVENT_TYPE = "campaign.pending"  # what the missed webhook would have said
+RESUME_REQUEUE_AFTER = timedelta(minutes=5)  # far above a queued resume's normal latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ class ReconcileReport:
     pending_seen: int = 0
     enqueued: int = 0
     unexpected_pending: int = 0
+    resumes_requeued: int = 0
 
 
 class Reconciler:
@@ -49,6 +54,7 @@ class Reconciler:
     def run(self) -> ReconcileReport:
         now = self._clock()
         awaiting, expired = self._expire_stale(now)
+        resumes = self._requeue_resume_requests(now)
         pending_seen = enqueued = unexpected = 0
         # The status filter is [unknown] to Mailivery's API: filter again on our side.
         for campaign in self._mailivery.iter_campaigns(status=CampaignStatus.PENDING.value):
@@ -75,7 +81,20 @@ class Reconciler:
                 "queued a pending campaign no webhook delivered",
                 extra={"campaign_id": campaign.campaign_id},
             )
-        return ReconcileReport(expired, pending_seen, enqueued, unexpected)
+        return ReconcileReport(expired, pending_seen, enqueued, unexpected, resumes)
+
+    def _requeue_resume_requests(self, now: datetime) -> int:
+        requeued = 0
+        for mailbox in self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,)):
+            if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
+                continue
+            self._queue.send(
+                QueuedWebhook.for_campaign(
+                    RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
+                )
+            )
+            requeued += 1
+        return requeued
 
     def _expire_stale(self, now: datetime) -> tuple[dict[str, ExpectedMailbox], int]:
         """Expire what is past its expiry; return the live expectations still awaiting a start."""
@@ -87,7 +106,10 @@ class Reconciler:
                 try:
                     self._repository.save(
                         mailbox.transition(
-                            MailboxState.EXPIRED, now=now, reason="no consent before expiry"
+                            MailboxState.EXPIRED,
+                            event=MailboxEvent.EXPIRED,
+                            now=now,
+                            reason="no consent before expiry",
                         ),
                         read_version=mailbox.version,
                     )

@@ -32,6 +32,7 @@ from warmgate.mailboxes import (
     ExpectedMailbox,
     LastError,
     MailboxState,
+    RequestKind,
     Transition,
     parse_iso,
 )
@@ -123,6 +124,20 @@ class MailboxRepository:
         self._put(_ledger_to_item(stored), read_version, entry.campaign_id)
         return stored
 
+    def delete_ledger_entry(self, entry: CampaignLedgerEntry) -> None:
+        """Forget a ledger entry (operations), if it is still the version that was read."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=ledger_key(entry.campaign_id),
+                ConditionExpression="version = :read_version",
+                ExpressionAttributeValues={":read_version": {"N": str(entry.version)}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise StaleRecord(entry.campaign_id) from None
+            raise
+
     def _put(self, item: dict[str, Any], read_version: int | None, name: str) -> None:
         condition: dict[str, Any]
         if read_version is None:
@@ -189,7 +204,10 @@ def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
         "response_rate": record.response_rate,
         "consent_url": record.consent_url,
         "campaign_id": record.campaign_id,
+        "request_kind": record.request_kind.value if record.request_kind else None,
         "start_attempts": record.start_attempts,
+        "parked": record.parked or None,
+        "outcome_unknown": record.outcome_unknown or None,
         "history": [t.to_dict() for t in record.history],
     }
     if record.last_error:
@@ -234,7 +252,10 @@ def _from_item(item: dict[str, Any]) -> ExpectedMailbox:
         )
         if error
         else None,
+        request_kind=RequestKind(data["request_kind"]) if data.get("request_kind") else None,
         start_attempts=int(data.get("start_attempts", 0)),
+        parked=bool(data.get("parked", False)),
+        outcome_unknown=bool(data.get("outcome_unknown", False)),
         history=tuple(Transition.from_dict(t) for t in data.get("history", ())),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     )
 
 QUEUE_MESSAGE_SCHEMA: Final = 1
+ATTEMPT_ATTRIBUTE: Final = "attempt"
 
 # Characters SQS refuses in a message attribute's String value (it accepts #x9, #xA, #xD,
 # #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF). They are replaced so that an odd `type` cannot
@@ -53,6 +55,9 @@ class QueuedWebhook:
     request_id: str
     payload: dict[str, Any]
     schema: int = QUEUE_MESSAGE_SCHEMA
+    # Start/resume attempts already made for this event; travels as the `attempt` message
+    # attribute of a re-enqueued copy, so retries stay bounded (warmgate.worker).
+    attempt: int = 0
 
     @classmethod
     def from_envelope(
@@ -74,8 +79,31 @@ class QueuedWebhook:
         )
 
     @classmethod
-    def from_message_body(cls, body: str) -> QueuedWebhook:
-        """Read a message written by `message_body` (the worker's side of the contract)."""
+    def for_campaign(
+        cls,
+        event_type: str,
+        campaign_id: str | None,
+        email: str | None,
+        *,
+        now: datetime,
+        details: dict[str, Any] | None = None,
+    ) -> QueuedWebhook:
+        """A message warmgate queues itself (a resume request, a reconciliation): the worker
+        handles it like a webhook, with the same re-read, claims and idempotency."""
+        return cls(
+            event_type=event_type,
+            campaign_id=campaign_id,
+            email=email,
+            dedup_key=f"{event_type}:{campaign_id}",
+            received_at=_iso_utc(now),
+            request_id=f"warmgate-{uuid.uuid4()}",
+            payload={"source": "warmgate", **(details or {})},
+        )
+
+    @classmethod
+    def from_message_body(cls, body: str, *, attempt: int = 0) -> QueuedWebhook:
+        """Read a message written by `message_body` (the worker's side of the contract);
+        `attempt` is its `attempt` message attribute."""
         document = json.loads(body)
         if not isinstance(document, dict) or document.get("schema") != QUEUE_MESSAGE_SCHEMA:
             raise ValueError(f"not a schema {QUEUE_MESSAGE_SCHEMA} webhook message")
@@ -87,6 +115,7 @@ class QueuedWebhook:
             received_at=str(document["received_at"]),
             request_id=str(document["request_id"]),
             payload=dict(document["payload"]),
+            attempt=attempt,
         )
 
     def message_body(self) -> str:
@@ -110,10 +139,13 @@ class QueuedWebhook:
 
     def message_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
         """Routing hints visible without parsing the body (e.g. for a future filter)."""
-        return {
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
             "event_type": {"DataType": "String", "StringValue": _sqs_text(self.event_type)},
             "dedup_key": {"DataType": "String", "StringValue": _sqs_text(self.dedup_key)},
         }
+        if self.attempt:
+            attributes[ATTEMPT_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(self.attempt)}
+        return attributes
 
 
 def _sqs_text(value: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,14 @@ from warmgate.decisions import (
     classify_event,
     decide,
 )
-from warmgate.mailboxes import ExpectedMailbox, LastError, MailboxState, iso, utc_now
+from warmgate.mailboxes import (
+    ExpectedMailbox,
+    LastError,
+    MailboxEvent,
+    MailboxState,
+    iso,
+    utc_now,
+)
 from warmgate.mailivery import (
     Campaign,
     CampaignStatus,
@@ -33,6 +40,9 @@ from warmgate.mailivery import (
     MailiveryError,
     NotFound,
     RateLimited,
+    ServerError,
+    Timeout,
+    UnexpectedResponse,
     ValidationFailed,
     client_from_settings,
 )
@@ -46,6 +56,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 START_RETRY_BASE_SECONDS = 60  # 60, 120, 240, 480 s …
+# A start/resume that failed this way may still have run at Mailivery.
+AMBIGUOUS_ERRORS = (ServerError, Timeout, UnexpectedResponse)
 MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
 RACE_RETRY_SECONDS = 2  # a concurrent write won: decide again soon on the new record
 
@@ -53,14 +65,16 @@ RACE_RETRY_SECONDS = 2  # a concurrent write won: decide again soon on the new r
 class RetryLater(Exception):
     """Not done yet, not failed: the message should come back after `delay` seconds.
 
-    `kind` names why, for metrics: rate_limited, busy, start_failed, conflict.
+    `kind` names why, for metrics: rate_limited, busy, start_failed, outcome_unknown, conflict.
+    `attempt` is the start/resume attempt count the re-enqueued message carries (None: as is).
     """
 
-    def __init__(self, delay: float, kind: str, reason: str) -> None:
+    def __init__(self, delay: float, kind: str, reason: str, *, attempt: int | None = None) -> None:
         super().__init__(reason)
         self.delay = max(1, min(MAX_DEFER_SECONDS, math.ceil(delay)))
         self.kind = kind
         self.reason = reason
+        self.attempt = attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +166,7 @@ class CampaignWorker:
         if decision.outcome is Outcome.BUSY:
             raise RetryLater(self._lease.total_seconds(), "busy", decision.reason)
         if decision.action in (Action.START, Action.RESUME) and mailbox is not None:
-            return self._warm_up(decision, campaign_id, mailbox)
+            return self._warm_up(decision, situation, mailbox, message.attempt)
         if decision.action is Action.DELETE:
             return self._delete(decision, campaign_id, situation.email, mailbox, situation.ledger)
         self._record(
@@ -174,15 +188,22 @@ class CampaignWorker:
         return None, None
 
     def _warm_up(
-        self, decision: CampaignDecision, campaign_id: str, mailbox: ExpectedMailbox
+        self,
+        decision: CampaignDecision,
+        situation: _Situation,
+        mailbox: ExpectedMailbox,
+        attempt: int,
     ) -> Outcome:
-        now = self._clock()
+        """Claim the request, make its one start/resume call, record what came of it."""
+        campaign_id = situation.campaign_id
         claimed = self._repository.save(
             mailbox.transition(
                 MailboxState.VERIFYING,
-                now=now,
-                reason=f"verified: {decision.reason}",
+                event=MailboxEvent.CLAIMED,
+                now=self._clock(),
+                reason=f"claimed: {decision.reason}",
                 campaign_id=campaign_id,
+                outcome_unknown=False,
             ),
             read_version=mailbox.version,
         )
@@ -193,47 +214,88 @@ class CampaignWorker:
         )
         try:
             call(campaign_id)
-        except Conflict:
+        except Conflict as exc:
             if not self._is_active(campaign_id):  # "already warming" after a re-read is success
-                self._release(claimed, mailbox)
-                raise RetryLater(30, "conflict", "Mailivery refused: state conflict") from None
-        except ValidationFailed as exc:
-            return self._start_refused(claimed, exc)
-        except (MailiveryError, BudgetExhausted):
+                return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
+        except ValidationFailed as exc:  # refused, e.g. Mailivery could not connect
+            return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
+        except AMBIGUOUS_ERRORS as exc:  # the call may have run: keep the claim, re-read first
+            return self._attempt_failed(claimed, exc, attempt, outcome_known=False)
+        except (MailiveryError, BudgetExhausted):  # certainly not applied: free the request
             self._release(claimed, mailbox)
             raise
         self._repository.save(
-            claimed.transition(
-                MailboxState.WARMING,
-                now=self._clock(),
-                reason=f"{decision.action.value} accepted by Mailivery",
-                last_error=None,
-                start_attempts=0,
-            ),
+            self._fulfilled(claimed, MailboxEvent.ACCEPTED, f"{decision.action.value} accepted"),
             read_version=claimed.version,
         )
+        if decision.ledger_state is not None:  # a campaign once unexpected, now requested
+            self._save_ledger(
+                campaign_id,
+                situation.email,
+                situation.ledger,
+                decision.ledger_state,
+                decision.reason,
+                self._clock(),
+            )
         return decision.outcome
 
-    def _start_refused(self, claimed: ExpectedMailbox, error: ValidationFailed) -> Outcome:
-        """Mailivery could not connect to the mailbox (or refused the start): retry, then park."""
+    def _fulfilled(
+        self, mailbox: ExpectedMailbox, event: MailboxEvent, reason: str
+    ) -> ExpectedMailbox:
+        """`warming`: the request is consumed, its failures forgotten."""
+        return mailbox.transition(
+            MailboxState.WARMING,
+            event=event,
+            now=self._clock(),
+            reason=reason,
+            last_error=None,
+            start_attempts=0,
+            parked=False,
+            outcome_unknown=False,
+        )
+
+    def _attempt_failed(
+        self, claimed: ExpectedMailbox, error: MailiveryError, attempt: int, *, outcome_known: bool
+    ) -> Outcome:
+        """A start/resume that did not (or not surely) work: retry later, or park at the bound.
+
+        The count is the larger of the record's (shared by duplicate messages) and the
+        message's own (carried in its `attempt` attribute), so no chain of deferrals can
+        spend vendor calls forever.
+        """
         now = self._clock()
-        attempts = claimed.start_attempts + 1
-        code = error.code or "VALIDATION_FAILED"
+        attempts = max(claimed.start_attempts, attempt) + 1
+        code = error.code or type(error).__name__
+        last_error = LastError(code, error.message, iso(now), error.request_id)
+        parked = attempts >= self._max_start_attempts
+        note = f"{code}, attempt {attempts}/{self._max_start_attempts}"
+        if parked or outcome_known:
+            state, event = MailboxState.START_FAILED, MailboxEvent.REFUSED
+            reason = f"{'parked' if parked else 'retrying'}: start/resume failed ({note})"
+        else:
+            state, event = MailboxState.VERIFYING, MailboxEvent.OUTCOME_UNKNOWN
+            reason = f"outcome unknown ({note}): the retry re-reads the campaign first"
         self._repository.save(
             claimed.transition(
-                MailboxState.START_FAILED,
+                state,
+                event=event,
                 now=now,
-                reason=f"start refused ({code}), attempt {attempts}/{self._max_start_attempts}",
+                reason=reason,
                 start_attempts=attempts,
-                last_error=LastError(code, error.message, iso(now), error.request_id),
+                last_error=last_error,
+                parked=parked,
+                outcome_unknown=not (parked or outcome_known),
             ),
             read_version=claimed.version,
         )
-        if attempts >= self._max_start_attempts:
-            logger.warning("start refused repeatedly: parked", extra={"attempts": attempts})
+        if parked:
+            logger.warning("start/resume failed repeatedly: parked", extra={"attempts": attempts})
             return Outcome.START_PARKED
         raise RetryLater(
-            START_RETRY_BASE_SECONDS * 2 ** (attempts - 1), "start_failed", f"refused: {code}"
+            START_RETRY_BASE_SECONDS * 2 ** (attempts - 1),
+            "start_failed" if outcome_known else "outcome_unknown",
+            f"{code}: {error.message}",
+            attempt=attempts,
         )
 
     def _delete(
@@ -263,14 +325,18 @@ class CampaignWorker:
     ) -> None:
         """Write the decision's target states (no vendor call involved, or it succeeded)."""
         if decision.mailbox_state is not None and mailbox is not None:
+            event = decision.mailbox_event
+            assert event is not None, "a decision that moves a mailbox names its event"
+            moved = (
+                self._fulfilled(mailbox, event, decision.reason)
+                if decision.mailbox_state is MailboxState.WARMING
+                else mailbox.transition(
+                    decision.mailbox_state, event=event, now=now, reason=decision.reason
+                )
+            )
+            # The campaign this state is about.
             self._repository.save(
-                mailbox.transition(
-                    decision.mailbox_state,
-                    now=now,
-                    reason=decision.reason,
-                    campaign_id=campaign_id,  # the campaign this state is about
-                ),
-                read_version=mailbox.version,
+                replace(moved, campaign_id=campaign_id), read_version=mailbox.version
             )
         if decision.ledger_state is not None:
             self._save_ledger(
