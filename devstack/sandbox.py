@@ -68,6 +68,7 @@ from devstack.sandbox_model import (
     FaultKind,
     FieldValidator,
     RateLimiter,
+    ReconnectEvent,
     SandboxOptions,
     StatusField,
     ValidationFailed,
@@ -79,6 +80,7 @@ from devstack.sandbox_model import (
     deleted_event,
     non_negative_int,
     pending_event,
+    reconnect_event,
     utc_now_iso,
 )
 
@@ -466,8 +468,11 @@ class MailiverySandbox:
             response = error_response(exc.status, exc.code, exc.message, exc.headers)
         except ValidationFailed as exc:
             response = self._validation_response(exc, options)
-        # empty/garbage replace the body of a call that was really processed.
-        if decision.kind == "empty":
+        # empty/garbage/lost replace the answer of a call that was really processed.
+        if decision.kind == "lost":
+            self._stopping.wait(decision.hang_s)
+            response = error_response(504, *ERROR_BODIES[504])
+        elif decision.kind == "empty":
             response = Response(b"", 200, mimetype="application/json")
         elif decision.kind == "garbage":
             response = json_response({"foo": 1})
@@ -721,12 +726,17 @@ class MailiverySandbox:
             raise bad_request('Give "state" or the consent "url".')
         if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email.strip())):
             raise bad_request('"email" must be an email address.')
-        campaign, created = self._store.complete_consent(
-            state, email, self._options_snapshot().consent_ttl_seconds
+        options = self._options_snapshot()
+        campaign, outcome = self._store.complete_consent(
+            state, email, options.consent_ttl_seconds, options.existing_mailbox
         )
-        # Sandbox choice: a repeated consent (Microsoft redirect replayed, owner clicking twice)
-        # re-sends campaign.pending for the same campaign: one more duplicate to tolerate.
-        self._webhooks.publish(pending_event(campaign))
+        created = outcome == "created"
+        if outcome == "reconnected":
+            self._webhooks.publish(reconnect_event(campaign, options.reconnect_event))
+        else:
+            # Sandbox choice: a repeated consent (Microsoft redirect replayed, owner clicking
+            # twice) re-sends campaign.pending for the same campaign: a duplicate to tolerate.
+            self._webhooks.publish(pending_event(campaign))
         status = 201 if created else 200
         if request.method == "GET":
             text = (
@@ -735,7 +745,9 @@ class MailiverySandbox:
                 f"{html.escape(campaign.status)}.</p>"
             )
             return Response(text, status, mimetype="text/html")
-        return json_response({"created": created, "campaign": campaign.to_api()}, status)
+        return json_response(
+            {"created": created, "outcome": outcome, "campaign": campaign.to_api()}, status
+        )
 
     def _seed_campaign(self, body: Mapping[str, Any]) -> Response:
         check = FieldValidator(body)
@@ -802,6 +814,8 @@ class MailiverySandbox:
             )
         if "existing_mailbox" in body:
             changes["existing_mailbox"] = _choice(body, "existing_mailbox", ExistingMailbox)
+        if "reconnect_event" in body:
+            changes["reconnect_event"] = _choice(body, "reconnect_event", ReconnectEvent)
         if "rate_limit_headers" in body:
             if not isinstance(body["rate_limit_headers"], bool):
                 raise bad_request("rate_limit_headers must be a boolean.")

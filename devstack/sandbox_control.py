@@ -147,6 +147,7 @@ class SandboxControl:
         html_rate: float = 0.0,
         empty_rate: float = 0.0,
         garbage_rate: float = 0.0,
+        lost_rate: float = 0.0,
         hang_ms: int | None = None,
         error_statuses: Iterable[int] | None = None,
         paths: Iterable[str] | None = None,
@@ -162,6 +163,7 @@ class SandboxControl:
             "html_rate": html_rate,
             "empty_rate": empty_rate,
             "garbage_rate": garbage_rate,
+            "lost_rate": lost_rate,
             "count": count,
             "seed": seed,
         }
@@ -260,7 +262,8 @@ class SandboxControl:
         rate_limit_per_minute: int | None = None,
         rate_limit_headers: bool | None = None,
         consent_ttl_seconds: float | _Unset | None = UNSET,
-        existing_mailbox: Literal["allow", "reject"] | None = None,
+        existing_mailbox: Literal["allow", "reject", "reuse"] | None = None,
+        reconnect_event: Literal["campaign.updated", "campaign.pending"] | None = None,
         daily_email_total: int | None = None,
     ) -> dict[str, Any]:
         """Changes only the options given; `webhook_url=None` means "no webhook URL"."""
@@ -272,6 +275,7 @@ class SandboxControl:
                 "rate_limit_per_minute": rate_limit_per_minute,
                 "rate_limit_headers": rate_limit_headers,
                 "existing_mailbox": existing_mailbox,
+                "reconnect_event": reconnect_event,
                 "daily_email_total": daily_email_total,
             }.items()
             if value is not None

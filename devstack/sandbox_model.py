@@ -40,14 +40,25 @@ MAX_WAIT_S: Final = 30.0
 
 CampaignStatus = Literal["pending", "active", "paused", "connection_problem"]
 WebhookMode = Literal["deliver", "drop", "duplicate", "reorder", "delay"]
-FaultKind = Literal["timeout", "error", "html", "empty", "garbage"]
+# lost: the call runs, then its answer never comes (hang_ms, then 504): an unknown outcome.
+FaultKind = Literal["timeout", "error", "html", "empty", "garbage", "lost"]
 StatusField = Literal["status", "status_code"]
 ValidationShape = Literal["errors", "code"]
-ExistingMailbox = Literal["allow", "reject"]
+ExistingMailbox = Literal["allow", "reject", "reuse"]
+ReconnectEvent = Literal["campaign.updated", "campaign.pending"]
+ConsentOutcome = Literal["created", "repeated", "reconnected"]
 
 # One draw decides the fault; the order also decides which kind a `count` fault uses.
-FAULT_PRECEDENCE: Final[tuple[FaultKind, ...]] = ("timeout", "error", "html", "empty", "garbage")
+FAULT_PRECEDENCE: Final[tuple[FaultKind, ...]] = (
+    "timeout",
+    "error",
+    "html",
+    "empty",
+    "garbage",
+    "lost",
+)
 ERROR_BODIES: Final[Mapping[int, tuple[str, str]]] = {
+    409: ("CONFLICT", "The campaign is not in a state that allows this."),
     500: ("SERVER_ERROR", "Internal server error."),
     502: ("BAD_GATEWAY", "Bad gateway."),
     503: ("SERVICE_UNAVAILABLE", "Service temporarily unavailable."),
@@ -300,9 +311,18 @@ class CampaignStore:
             ]
 
     def complete_consent(
-        self, state: str, signed_in_email: str | None, ttl_s: float | None
-    ) -> tuple[Campaign, bool]:
-        """Returns (campaign, created). A repeated consent returns the campaign it made."""
+        self,
+        state: str,
+        signed_in_email: str | None,
+        ttl_s: float | None,
+        existing_mailbox: ExistingMailbox = "allow",
+    ) -> tuple[Campaign, ConsentOutcome]:
+        """Returns (campaign, outcome). A repeated consent returns the campaign it made.
+
+        With `existing_mailbox="reuse"`, a consent for a mailbox that already has a campaign is
+        a reconnect: the campaign is reused, its connection restored, and a connection_problem
+        status becomes paused (warm-up waits for a resume) [guess].
+        """
         with self._lock:
             consent = self._consents.get(state)
             if consent is None:
@@ -313,13 +333,21 @@ class CampaignStore:
                     raise ApiError(
                         409, "CONSENT_ALREADY_USED", "The campaign this consent made was deleted."
                     )
-                return replace(existing), False
+                return replace(existing), "repeated"
             if ttl_s is not None and time.monotonic() - consent.requested_at > ttl_s:
                 raise ApiError(410, "CONSENT_EXPIRED", "The consent link has expired.")
             req = consent.request
+            email = (signed_in_email or req.email).strip()
+            reused = self._newest_for(email) if existing_mailbox == "reuse" else None
+            if reused is not None:
+                self._connection_ok[normalize_email(email)] = True
+                if reused.status == "connection_problem":
+                    reused.status = "paused"
+                consent.campaign_id = reused.id
+                return replace(reused), "reconnected"
             campaign = Campaign(
                 id=self._take_id(),
-                email=(signed_in_email or req.email).strip(),
+                email=email,
                 first_name=req.first_name,
                 last_name=req.last_name,
                 status="pending",
@@ -332,7 +360,7 @@ class CampaignStore:
             )
             self._campaigns[campaign.id] = campaign
             consent.campaign_id = campaign.id
-            return replace(campaign), True
+            return replace(campaign), "created"
 
     def seed(self, campaign: Campaign, explicit_id: bool) -> Campaign:
         with self._lock:
@@ -350,13 +378,19 @@ class CampaignStore:
             return replace(self._get(campaign_id))
 
     def find_by_email(self, email: str) -> Campaign:
-        wanted = normalize_email(email)
         with self._lock:
-            # Sandbox choice: with duplicates (option existing_mailbox=allow) the newest wins.
-            for campaign in sorted(self._campaigns.values(), key=lambda c: -c.id):
-                if normalize_email(campaign.email) == wanted:
-                    return replace(campaign)
-        raise ApiError(404, "NOT_FOUND", "Campaign not found.")
+            campaign = self._newest_for(email)
+        if campaign is None:
+            raise ApiError(404, "NOT_FOUND", "Campaign not found.")
+        return replace(campaign)
+
+    def _newest_for(self, email: str) -> Campaign | None:
+        # Sandbox choice: with duplicates (option existing_mailbox=allow) the newest wins.
+        wanted = normalize_email(email)
+        for campaign in sorted(self._campaigns.values(), key=lambda c: -c.id):
+            if normalize_email(campaign.email) == wanted:
+                return campaign
+        return None
 
     def all(self, status: str | None = None) -> list[Campaign]:
         with self._lock:
@@ -509,6 +543,7 @@ class FaultConfig:
     html_rate: float = 0.0
     empty_rate: float = 0.0
     garbage_rate: float = 0.0
+    lost_rate: float = 0.0
     hang_ms: int = DEFAULT_HANG_MS
     error_statuses: tuple[int, ...] = (500, 502, 503)
     paths: tuple[str, ...] = ()
@@ -708,6 +743,24 @@ def deleted_event(campaign: Campaign) -> WebhookEvent:
         "campaign.deleted",
         campaign.id,
         {"type": "campaign.deleted", "action": "deleted", "account": account},
+    )
+
+
+def reconnect_event(campaign: Campaign, event_type: ReconnectEvent) -> WebhookEvent:
+    if event_type == "campaign.pending":
+        return pending_event(campaign)
+    # The reference's campaign.updated example: no provider_type, no tags, meta "".
+    account = {
+        "campaign_id": campaign.id,
+        "first_name": campaign.first_name,
+        "last_name": campaign.last_name,
+        "email": campaign.email,
+        "meta": "",
+    }
+    return WebhookEvent(
+        "campaign.updated",
+        campaign.id,
+        {"type": "campaign.updated", "action": "updated", "account": account},
     )
 
 
@@ -938,8 +991,12 @@ class SandboxOptions:
     validation_error_shape: ValidationShape = "errors"
     # [unknown] consent-link lifetime: None = never expires.
     consent_ttl_seconds: float | None = None
-    # [unknown] "mailbox already exists": allow = a second campaign, reject = 422 on create.
-    existing_mailbox: ExistingMailbox = "allow"
+    # [unknown] "mailbox already exists": allow = a second campaign, reject = 422 on create,
+    # reuse = the consent reconnects the existing campaign [guess, the default].
+    existing_mailbox: ExistingMailbox = "reuse"
+    # [unknown] the webhook a reconnect sends: the reference says campaign.updated is sent
+    # "also after a Microsoft reconnect"; warmgate must work with either.
+    reconnect_event: ReconnectEvent = "campaign.updated"
     # [unknown] whether 429 carries Retry-After / X-RateLimit-*; off tests the jitter fallback.
     rate_limit_headers: bool = True
     daily_email_total: int = DAILY_EMAIL_TOTAL

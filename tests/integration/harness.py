@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -99,19 +100,36 @@ class Stack:
 
     def expect(self, email: str = ADA, **changes: Any) -> str:
         """POST /mailboxes through the onboarding handler; returns the consent URL."""
-        event = read_event("onboarding-request-consent.json")
-        body = json.loads(event["body"]) | {"email": email} | changes
-        event["body"] = json.dumps(body)
-        response = self.onboarding.lambda_handler(event, LambdaContext())
-        assert response["statusCode"] == 201, response["body"]
-        url: str = json.loads(response["body"])["consent_url"]
+        status, body, _ = self.request(email, **changes)
+        assert status == 201, body
+        url: str = body["consent_url"]
         return url
+
+    def request(self, email: str = ADA, **changes: Any) -> tuple[int, dict[str, Any], Any]:
+        """POST /mailboxes: (status, body, headers)."""
+        event = read_event("onboarding-request-consent.json")
+        event["body"] = json.dumps(json.loads(event["body"]) | {"email": email} | changes)
+        return self._api(event)
+
+    def on_mailbox(self, event_name: str, email: str = ADA) -> tuple[int, dict[str, Any], Any]:
+        """GET / DELETE / POST .../resume from events/<event_name>, for `email`."""
+        event = read_event(event_name)
+        quoted = quote(email, safe="")
+        for holder, key in ((event, "rawPath"), (event["requestContext"]["http"], "path")):
+            holder[key] = holder[key].replace("ada.lovelace%40contoso.com", quoted)
+        event["pathParameters"] = {"email": email}
+        return self._api(event)
+
+    def _api(self, event: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+        response = self.onboarding.lambda_handler(event, LambdaContext())
+        return response["statusCode"], json.loads(response["body"]), response["headers"]
 
     def consent(self, url: str, email: str | None = None) -> str:
         return str(self.control.consent(url=url, email=email)["campaign"]["id"])
 
-    def deliver(self, *bodies: str, receive_count: int = 1) -> list[str]:
-        """Invoke the worker with one SQS batch; returns the failed message ids."""
+    def deliver(self, *bodies: str, receive_count: int = 1, attempt: int = 0) -> list[str]:
+        """Invoke the worker with one SQS batch (each message with that `attempt` attribute);
+        returns the failed message ids."""
         event = read_event("worker-batch-valid.json")
         template = event["Records"][0]
         records = []
@@ -120,9 +138,30 @@ class Stack:
             record["messageId"] = f"message-{n}"
             record["body"] = body
             record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+            if attempt:
+                record["messageAttributes"] = {
+                    "attempt": {"stringValue": str(attempt), "dataType": "Number"}
+                }
             records.append(record)
         response = self.worker.lambda_handler({"Records": records}, LambdaContext())
         return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+    def drain(self) -> int:
+        """Run the worker on everything visible in WorkQueue (bounded); returns messages handled."""
+        from devstack.sqs_poller import poll_once
+
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        handled = 0
+        for _ in range(20):
+            received, _ = poll_once(
+                self.sqs, self.queue_url, arn, self.worker.lambda_handler, LambdaContext()
+            )
+            if not received:
+                break
+            handled += received
+        return handled
 
     # --- observations ---
 
@@ -135,7 +174,12 @@ class Stack:
         item = self.aws.get_item(
             TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True
         )["Item"]
-        return {k: v.get("S", v.get("N")) for k, v in item.items() if "S" in v or "N" in v}
+        scalars = ("S", "N", "BOOL")
+        return {
+            k: next(v[t] for t in scalars if t in v)
+            for k, v in item.items()
+            if v.keys() & set(scalars)
+        }
 
     def ledger(self, campaign_id: str) -> dict[str, Any] | None:
         item = self.aws.get_item(

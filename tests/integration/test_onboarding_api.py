@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
-from devstack.template import create_table
+from devstack.template import create_queues, create_table
 from tests.integration.harness import (
     API_KEY,
     TABLE,
@@ -64,10 +64,11 @@ def environment(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> d
 
 
 @pytest.fixture
-def aws(environment: dict[str, str]) -> Iterator[Any]:
+def aws(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         create_table(dynamodb, "MailboxTable", TABLE)
+        monkeypatch.setenv("WORK_QUEUE_URL", create_queues(boto3.client("sqs"))["WorkQueue"])
         yield dynamodb
 
 
@@ -344,20 +345,20 @@ def test_request_consent_abandoned_in_flight_record_does_not_block(
     assert status == 201
 
 
-def test_request_consent_mailbox_already_warming_returns_409(
+def test_request_consent_mailbox_start_being_retried_returns_409(
     onboarding: ModuleType, aws: Any
 ) -> None:
     post(onboarding)
     aws.update_item(
         TableName=TABLE,
         Key={"pk": {"S": "mailbox#ada.lovelace@contoso.com"}},
-        UpdateExpression="SET #s = :warming",
+        UpdateExpression="SET #s = :failed",
         ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":warming": {"S": "warming"}},
+        ExpressionAttributeValues={":failed": {"S": "start_failed"}},
     )
     status, body, _ = post(onboarding, requested_by="user-9999")
     assert (status, body["code"]) == (409, "ALREADY_ONBOARDED")
-    assert "warming" in body["message"]
+    assert "start_failed (being retried)" in body["message"]
 
 
 # --- bad input -----------------------------------------------------------------------------

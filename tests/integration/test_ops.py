@@ -552,6 +552,29 @@ def moto_server(aws_environment: None) -> Iterator[str]:
         server.stop()
 
 
+# --- campaign forget ----------------------------------------------------------------------------
+
+
+def test_campaign_forget_dry_run_then_forget_removes_the_ledger_entry(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign_id = str(stack.control.seed_campaign(email=EVE)["id"])
+    stack.deliver(pending(campaign_id, EVE))  # left pending as unexpected
+
+    dry, dry_out, _ = run(capsys, "campaign", "forget", campaign_id, "--dry-run")
+    assert (dry, stack.ledger(campaign_id) is not None) == (ops.EXIT_OK, True)
+    assert dry_out.startswith(f"dry run: would forget campaign {campaign_id} (left_pending")
+
+    code, out, _ = run(capsys, "campaign", "forget", campaign_id)
+    again, _, err = run(capsys, "campaign", "forget", campaign_id)
+
+    assert code == ops.EXIT_OK
+    assert out.startswith(f"forgot campaign {campaign_id}")
+    assert stack.ledger(campaign_id) is None
+    assert again == ops.EXIT_NOT_FOUND
+    assert f"no ledger entry for campaign {campaign_id}" in err
+
+
 @pytest.mark.slow
 def test_ops_process_against_moto_server_reads_the_table(moto_server: str) -> None:
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_server)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.sqs_poller import poll_once
 from tests.integration.harness import (
     ADA,
     TABLE,
@@ -24,19 +23,7 @@ def reconcile(stack: Stack) -> dict[str, int]:
 
 
 def drain(stack: Stack) -> int:
-    """Run the worker on everything visible in WorkQueue (bounded); return messages handled."""
-    arn = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    handled = 0
-    for _ in range(20):
-        received, _ = poll_once(
-            stack.sqs, stack.queue_url, arn, stack.worker.lambda_handler, LambdaContext()
-        )
-        if not received:
-            break
-        handled += received
-    return handled
+    return stack.drain()
 
 
 def expire(stack: Stack, email: str = ADA) -> None:
@@ -53,7 +40,13 @@ def test_reconciler_dropped_webhook_still_ends_warming(stack: Stack) -> None:
 
     report = reconcile(stack)
 
-    assert report == {"expired": 0, "pending_seen": 1, "enqueued": 1, "unexpected_pending": 0}
+    assert report == {
+        "expired": 0,
+        "pending_seen": 1,
+        "enqueued": 1,
+        "unexpected_pending": 0,
+        "resumes_requeued": 0,
+    }
     assert drain(stack) == 1
     assert stack.mailbox()["state"] == "warming"
     assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/start-warmup")) == 1

@@ -218,7 +218,9 @@ def test_worker_deleted_after_warming_marks_mailbox_deleted(stack: Stack) -> Non
     assert stack.mailbox()["state"] == "deleted"
 
 
-def test_worker_connection_problem_then_reconnect_resumes(stack: Stack) -> None:
+def test_worker_connection_problem_is_recorded_and_never_resumed_without_a_request(
+    stack: Stack,
+) -> None:
     campaign_id = stack.consent(stack.expect())
     stack.deliver(pending(campaign_id))
     stack.control.break_connection(campaign_id)
@@ -226,9 +228,9 @@ def test_worker_connection_problem_then_reconnect_resumes(stack: Stack) -> None:
     stack.deliver(message("campaign.connection_problem", campaign_id))
     assert stack.mailbox()["state"] == "connection_problem"
 
-    stack.deliver(message("campaign.updated", campaign_id))  # after a Microsoft reconnect
-    assert stack.mailbox()["state"] == "warming"
-    assert len(stack.vendor_calls("/resume-warmup")) == 1
+    stack.deliver(message("campaign.updated", campaign_id), pending(campaign_id))
+    assert stack.mailbox()["state"] == "connection_problem"
+    assert stack.vendor_calls("/resume-warmup") == []
 
 
 # --- failures, budget and retries ----------------------------------------------------------------

@@ -16,8 +16,8 @@ in the mailbox's state and history and never acted on without a new request.
 Safety rules encoded below:
 - start/resume only for an open request of the same normalized email, only for an ms-graph
   campaign, and only for the campaign a bound request (reconnect, resume) names; a bound
-  request never starts (it resumes), and waits while Mailivery still reports a connection
-  problem (the owner has not reconnected yet);
+  request resumes (it starts only a campaign that never warmed under our record), and waits
+  while Mailivery still reports a connection problem (the owner has not reconnected yet);
 - never delete a campaign that is not pending, nor anything that is not ms-graph, nor a
   campaign a mailbox record tracks;
 - a campaign handled as unexpected (ledger entry) causes no second call, unless a request
@@ -165,7 +165,7 @@ def _request_refusal(
         return "no open request"
     if owner.campaign_id is not None and owner.campaign_id != campaign_id:
         return f"the open request is for campaign {owner.campaign_id}"
-    if ledger is not None and parse_iso(ledger.first_seen_at) >= parse_iso(owner.requested_at):
+    if ledger is not None and parse_iso(ledger.first_seen_at) > parse_iso(owner.requested_at):
         return f"handled as unexpected ({ledger.state.value}) before this request"
     return None
 
@@ -189,7 +189,7 @@ def _fulfil(
                 Outcome.AWAITING_RECONNECT,
                 "Mailivery still reports a connection problem: waiting for the owner's consent",
             )
-        case CampaignStatus.PENDING if not owner.is_bound_request():
+        case CampaignStatus.PENDING if not (owner.is_bound_request() and _ever_warmed(owner)):
             return CampaignDecision(
                 Outcome.STARTED,
                 "requested mailbox, new campaign",
@@ -211,6 +211,11 @@ def _fulfil(
     return CampaignDecision(
         Outcome.UNKNOWN_STATUS, f"campaign status {campaign.raw_status!r} is not understood"
     )
+
+
+def _ever_warmed(mailbox: ExpectedMailbox) -> bool:
+    """Our record shows an active period: a pending campaign is then resumed, not started."""
+    return any(t.to_state is MailboxState.WARMING for t in mailbox.history)
 
 
 def _observe(

@@ -6,6 +6,7 @@
     python -m warmgate.ops dlq peek [--max N] [--json]
     python -m warmgate.ops dlq redrive [--max N] [--dry-run]
     python -m warmgate.ops campaign redecide <campaign_id> [--dry-run]
+    python -m warmgate.ops campaign forget <campaign_id> [--dry-run]
 
 Where it works: `--table`/`--queue-url`/`--dlq-url`, else the Outputs of `--stack <name>`, else
 the variables the functions read (MAILBOX_TABLE_NAME, WORK_QUEUE_URL, WORK_DLQ_URL). boto3's
@@ -41,7 +42,7 @@ from warmgate.mailivery import (
 )
 from warmgate.observability import logger
 from warmgate.rate_budget import BudgetExhausted
-from warmgate.repository import MailboxRepository
+from warmgate.repository import MailboxRepository, StaleRecord
 from warmgate.settings import MAILIVERY_API_KEY, SettingsError, load_settings
 from warmgate.work_queue import QueuedWebhook
 from warmgate.worker import RetryLater, worker_from_settings
@@ -165,7 +166,11 @@ def mailbox_view(record: ExpectedMailbox) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "updated_at": record.updated_at,
         "consent_link_live": record.has_live_link(utc_now()),
+        "request_kind": record.request_kind.value if record.request_kind else None,
+        "open_request": record.has_open_request(utc_now()),
         "start_attempts": record.start_attempts,
+        "parked": record.parked,
+        "outcome_unknown": record.outcome_unknown,
         "tags": list(record.tags),
         "last_error": None
         if error is None
@@ -462,6 +467,26 @@ def redecide_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
     return EXIT_NOT_FOUND if outcome is Outcome.CAMPAIGN_GONE else EXIT_OK
 
 
+def forget_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
+    """Remove a campaign's ledger entry, e.g. one left pending as unexpected that an operator
+    has looked into. A later request adopts such a campaign anyway; this is the manual case."""
+    repository = deployment.repository()
+    entry = repository.get_ledger_entry(args.campaign_id)
+    if entry is None:
+        raise OpsError(f"no ledger entry for campaign {args.campaign_id}", EXIT_NOT_FOUND)
+    described = f"campaign {entry.campaign_id} ({entry.state.value}, {entry.email}: {entry.reason})"
+    if args.dry_run:
+        print(f"dry run: would forget {described}")
+        return EXIT_OK
+    try:
+        repository.delete_ledger_entry(entry)
+    except StaleRecord:
+        print(f"not forgotten: {described} changed meanwhile; look again")
+        return EXIT_DEFERRED
+    print(f"forgot {described}")
+    return EXIT_OK
+
+
 def synthesized_pending(campaign_id: str) -> QueuedWebhook:
     return QueuedWebhook(
         event_type="campaign.pending",
@@ -573,6 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     redecide.add_argument("campaign_id")
     redecide.add_argument("--dry-run", action="store_true", help="print the decision only")
     redecide.set_defaults(run=redecide_campaign)
+    forget = campaign.add_parser("forget", parents=[location], help="drop its ledger entry")
+    forget.add_argument("campaign_id")
+    forget.add_argument("--dry-run", action="store_true", help="show what would be forgotten")
+    forget.set_defaults(run=forget_campaign)
     return parser
 
 
