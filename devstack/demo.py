@@ -1,13 +1,19 @@
 """`make demo`: the onboarding flow, scripted over real HTTP against the local stack.
 
-Three mailboxes, each showing one promise of warmgate:
+Five mailboxes, each showing one promise of warmgate:
 1. expected: requested, the owner consents → campaign.pending webhook → WorkQueue → worker
    re-reads the campaign and starts it → `GET /mailboxes/{email}` says `warming`;
 2. paused: the owner consents, Mailivery's webhook is late and the campaign gets paused in the
    meantime (a vendor-side pause sends no webhook) → the worker, re-reading, resumes it;
 3. unexpected: the owner signs in at Microsoft with another mailbox than the one requested →
    a campaign nobody asked for → never started: left pending (or deleted with
-   `--unexpected-policy delete`), and the requested mailbox still waits for its consent.
+   `--unexpected-policy delete`), and the requested mailbox still waits for its consent;
+4. reconnect: a warming mailbox loses its Microsoft connection → `connection_problem`; the
+   integrator asks again (`POST /mailboxes`) → a new consent link bound to the same campaign →
+   the owner consents → campaign.updated → the worker resumes it (one resume, no second start);
+5. operator pause: someone pauses a warming campaign in Mailivery's dashboard; Mailivery then
+   sends campaign.updated and a late duplicate campaign.pending → recorded as `paused`, and
+   left alone: nothing is resumed without a request from the integrator.
 
 By default the demo starts its own stack on free ports and stops it at the end (handler logs go
 to a file it names). `--api-url … --sandbox-url …` drive a running `make run` instead; the
@@ -24,7 +30,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,7 +49,7 @@ class Mailbox:
     consented_as: str
     campaign_id: int | None = None
     expected_outcome: str = ""
-    vendor_calls: list[str] = field(default_factory=list)
+    requests: int = 0  # POST /mailboxes answered with a consent link
 
 
 class Demo:
@@ -68,6 +74,8 @@ class Demo:
         self.expected()
         self.paused()
         self.unexpected()
+        self.reconnect()
+        self.operator_pause()
         return self.report()
 
     def expected(self) -> None:
@@ -112,12 +120,57 @@ class Demo:
             f"Mailivery shows it {status}; {box.requested} is still {state}"
         )
 
+    def reconnect(self) -> None:
+        box = self._mailbox("4 reconnect", "lin", "lin", outcome="warming")
+        self._heading(f"4. {box.requested} warms, loses its connection, and is reconnected")
+        box.campaign_id = self._warming(box)
+        self._control.break_connection(box.campaign_id)
+        self._wait_for_state(box.requested, "connection_problem")
+        self._step("Mailivery reports a connection problem → connection_problem")
+        url = self._request(box)
+        campaign = self._control.consent(url=url)["campaign"]
+        self._step(
+            f"the owner consents again → Mailivery reuses campaign {campaign['id']} "
+            f"({campaign['status']}) and sends campaign.updated"
+        )
+        record = self._wait_for_state(box.requested, "warming")
+        self._step(f"worker resumed campaign {box.campaign_id} → {record['state']}")
+
+    def operator_pause(self) -> None:
+        box = self._mailbox("5 operator pause", "kay", "kay", outcome="paused")
+        self._heading(f"5. {box.requested} warms; an operator pauses it in Mailivery's dashboard")
+        box.campaign_id = self._warming(box)
+        self._control.pause_campaign(box.campaign_id)
+        for event_type in ("campaign.updated", "campaign.pending"):
+            self._control.send_webhook(box.campaign_id, event_type)
+        self._step("Mailivery sends campaign.updated, then a late duplicate campaign.pending")
+        self._wait_for_state(box.requested, "paused")
+        self._settle(box.campaign_id)
+        self._step(
+            "recorded as paused and left alone: resuming takes a request "
+            f"(POST /mailboxes/{box.requested}/resume)"
+        )
+
+    def _warming(self, box: Mailbox) -> int:
+        campaign_id = self._consent(self._request(box), box)
+        self._wait_for_state(box.requested, "warming")
+        self._step(f"campaign {campaign_id} started → warming")
+        return campaign_id
+
     # ---- the table
 
     def report(self) -> bool:
         campaigns = {c["id"]: c for c in self._control.campaigns()}
         calls = self._control.calls()
-        header = ("scenario", "requested", "consented as", "campaign", "Mailivery", "warmgate")
+        header = (
+            "scenario",
+            "requested",
+            "consented as",
+            "requests",
+            "campaign (calls)",
+            "Mailivery",
+            "warmgate",
+        )
         rows = [header]
         ok = True
         for box in self.mailboxes:
@@ -135,6 +188,7 @@ class Demo:
                     box.scenario,
                     box.requested,
                     box.consented_as,
+                    str(box.requests),
                     f"{box.campaign_id} ({', '.join(changes) or 'no start'})",
                     campaign["status"] if campaign else "deleted",
                     state,
@@ -171,6 +225,7 @@ class Demo:
         if response.status_code not in (200, 201):
             raise RuntimeError(f"POST /mailboxes → {response.status_code} {body}")
         self._step(f"POST /mailboxes → {response.status_code} {body['state']}, consent URL issued")
+        box.requests += 1
         return str(body["consent_url"])
 
     def _consent(self, url: str, box: Mailbox, note: str = "") -> int:

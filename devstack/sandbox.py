@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, cast, get_args
@@ -74,6 +74,7 @@ from devstack.sandbox_model import (
     ValidationFailed,
     ValidationShape,
     WebhookDispatcher,
+    WebhookEvent,
     WebhookSettings,
     bad_request,
     connection_problem_event,
@@ -247,6 +248,11 @@ _CONTROL_ROUTES: Final = Map(
             "/_sandbox/campaigns/<int:campaign_id>/connection-problem",
             methods=["POST"],
             endpoint="connection_problem",
+        ),
+        Rule(
+            "/_sandbox/campaigns/<int:campaign_id>/webhook",
+            methods=["POST"],
+            endpoint="send_webhook",
         ),
         Rule("/_sandbox/mailboxes/connection", methods=["POST"], endpoint="connection"),
         Rule("/_sandbox/faults", methods=["GET", "POST"], endpoint="faults"),
@@ -691,6 +697,8 @@ class MailiverySandbox:
             campaign = self._store.set_status(int(args["campaign_id"]), "connection_problem")
             self._webhooks.publish(connection_problem_event(campaign))
             return json_response({"campaign": campaign.to_api()})
+        if endpoint == "send_webhook":
+            return self._send_webhook(int(args["campaign_id"]), body)
         if endpoint == "connection":
             email, ok = body.get("email"), body.get("ok")
             if not isinstance(email, str) or not email.strip() or not isinstance(ok, bool):
@@ -748,6 +756,21 @@ class MailiverySandbox:
         return json_response(
             {"created": created, "outcome": outcome, "campaign": campaign.to_api()}, status
         )
+
+    def _send_webhook(self, campaign_id: int, body: Mapping[str, Any]) -> Response:
+        """Mailivery sends (again) one webhook about a campaign: a late duplicate, or the
+        campaign.updated it sends when something about the campaign changed."""
+        builders: dict[str, Callable[[Campaign], WebhookEvent]] = {
+            "campaign.pending": pending_event,
+            "campaign.updated": lambda c: reconnect_event(c, "campaign.updated"),
+            "campaign.connection_problem": connection_problem_event,
+        }
+        event_type = body.get("type")
+        if event_type not in builders:
+            raise bad_request(f"type must be one of {sorted(builders)}.")
+        event = builders[event_type](self._store.get(campaign_id))
+        self._webhooks.publish(event)
+        return json_response({"sent": event.payload})
 
     def _seed_campaign(self, body: Mapping[str, Any]) -> Response:
         check = FieldValidator(body)

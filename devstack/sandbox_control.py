@@ -132,6 +132,11 @@ class SandboxControl:
         """Status → connection_problem and a campaign.connection_problem webhook."""
         return dict(self._post(f"/campaigns/{campaign_id}/connection-problem")["campaign"])
 
+    def send_webhook(self, campaign_id: int | str, event_type: str) -> dict[str, Any]:
+        """Mailivery sends one webhook about the campaign now (a late duplicate, an update):
+        `campaign.pending`, `campaign.updated` or `campaign.connection_problem`."""
+        return dict(self._post(f"/campaigns/{campaign_id}/webhook", {"type": event_type})["sent"])
+
     def set_connection(self, email: str, ok: bool) -> dict[str, Any]:
         """The per-mailbox switch start-warmup/resume-warmup check (default: ok)."""
         return self._post("/mailboxes/connection", {"email": email, "ok": ok})

@@ -100,7 +100,7 @@ def test_reliability_faults_every_expected_mailbox_warms_exactly_once(
                 else None
             ),
             "every expected mailbox warming",
-            timeout=60,
+            timeout=120,  # a start whose answer was a 5xx is settled by a re-read after 15-30 s
         )
     finally:
         control.clear_faults()

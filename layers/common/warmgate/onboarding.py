@@ -52,7 +52,7 @@ from warmgate.work_queue import QueuedWebhook, WorkQueue
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
 IN_FLIGHT_ABANDONED_AFTER = timedelta(seconds=60)
 CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
-UNKNOWN_OUTCOME_RETRY_AFTER = 60  # seconds: the worker's first re-read after an unknown outcome
+UNKNOWN_OUTCOME_RETRY_AFTER = 30  # seconds: the worker re-reads an unknown outcome within ~15-60 s
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # No commas or spaces: tags may travel to Mailivery as one "a,b" string (contract §2).

@@ -55,7 +55,8 @@ from warmgate.work_queue import QueuedWebhook
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-START_RETRY_BASE_SECONDS = 60  # 60, 120, 240, 480 s …
+START_RETRY_BASE_SECONDS = 60  # refused or conflicting: 60, 120, 240, 480 s …
+UNKNOWN_OUTCOME_RETRY_BASE_SECONDS = 15  # settled by a cheap re-read: 15, 30, 60 s …
 # A start/resume that failed this way may still have run at Mailivery.
 AMBIGUOUS_ERRORS = (ServerError, Timeout, UnexpectedResponse)
 MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
@@ -291,8 +292,9 @@ class CampaignWorker:
         if parked:
             logger.warning("start/resume failed repeatedly: parked", extra={"attempts": attempts})
             return Outcome.START_PARKED
+        base = START_RETRY_BASE_SECONDS if outcome_known else UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
         raise RetryLater(
-            START_RETRY_BASE_SECONDS * 2 ** (attempts - 1),
+            base * 2 ** (attempts - 1),
             "start_failed" if outcome_known else "outcome_unknown",
             f"{code}: {error.message}",
             attempt=attempts,
