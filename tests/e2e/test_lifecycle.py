@@ -37,7 +37,7 @@ def test_reconnect_after_connection_problem_resumes_once(
     control.break_connection(campaign_id)  # sends Mailivery's connection-problem webhook
     wait_for_state(api, email, "connection_problem")
 
-    control.set_options(reconnect_event=reconnect_event)  # type: ignore[arg-type]
+    control.set_options(reconnect_event=reconnect_event)
     try:
         answer = request_consent(api, email)  # the reconnect: a new link, the same campaign
         assert answer["state"] == "consent_requested"
