@@ -17,6 +17,7 @@ from warmgate.http import (
     MAX_API_BODY_BYTES,
     ApiError,
     api_error_for,
+    caller_principal,
     decode_body,
     parse_json_object,
 )
@@ -45,6 +46,7 @@ service = OnboardingService(
     WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
     expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
     claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+    admin_principals=frozenset(settings.admin_principals),
 )
 app = APIGatewayHttpResolver()
 
@@ -54,10 +56,12 @@ def request_consent() -> Response[str]:
     event = app.current_event
     body = decode_body(event.body, bool(event.is_base64_encoded), MAX_API_BODY_BYTES)
     request = MailboxRequest.model_validate(parse_json_object(body))
-    outcome = service.request_consent(request, principal=_caller(event.raw_event))
+    outcome = service.request_consent(request, principal=caller_principal(event.raw_event))
     metrics.add_metric(
         "ConsentLinkIssued" if outcome.created else "ConsentLinkReplayed", "Count", 1
     )
+    if not outcome.saved:
+        metrics.add_metric("ConsentLinkNotSaved", "Count", 1)
     mailbox = outcome.mailbox
     return _json(
         201 if outcome.created else 200,
@@ -77,12 +81,14 @@ def get_mailbox(email: str) -> Response[str]:
 
 @app.delete("/mailboxes/<email>")
 def withdraw_mailbox(email: str) -> Response[str]:
-    return _json(200, _record_view(service.withdraw(unquote(email))))
+    principal = caller_principal(app.current_event.raw_event)
+    return _json(200, _record_view(service.withdraw(unquote(email), principal)))
 
 
 @app.post("/mailboxes/<email>/resume")
 def resume_mailbox(email: str) -> Response[str]:
-    mailbox = service.request_resume(unquote(email), principal=_caller(app.current_event.raw_event))
+    principal = caller_principal(app.current_event.raw_event)
+    mailbox = service.request_resume(unquote(email), principal)
     metrics.add_metric("ResumeRequested", "Count", 1)
     return _json(202, _record_view(mailbox))
 
@@ -102,13 +108,6 @@ def answer_error(exc: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-
-def _caller(event: dict[str, Any]) -> str | None:
-    """The IAM identity API Gateway authorized (userArn), stored as requested_by_principal."""
-    iam = (event.get("requestContext", {}).get("authorizer") or {}).get("iam") or {}
-    principal = iam.get("userArn") or iam.get("callerId")
-    return str(principal) if principal else None
 
 
 def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:

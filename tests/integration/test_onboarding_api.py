@@ -90,6 +90,40 @@ def post(module: ModuleType, **changes: Any) -> tuple[int, dict[str, Any], dict[
     return invoke(module, event)
 
 
+OTHER_ROLE = "arn:aws:sts::123456789012:assumed-role/another-backend/session-1"
+
+
+def request_event() -> dict[str, Any]:
+    return read_event("onboarding-request-consent.json")
+
+
+def as_principal(event: dict[str, Any], arn: str) -> dict[str, Any]:
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = arn
+    return event
+
+
+def failing_link_saves(
+    onboarding: ModuleType, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> list[int]:
+    """The first save of a consent URL fails `failures` times (a DynamoDB outage); returns a
+    one-element list counting the attempts. No real sleeping between them."""
+    service = onboarding.service
+    repository = service._repository
+    save = repository.save
+    attempts = [0]
+
+    def flaky(record: Any, *, read_version: int | None) -> Any:
+        if record.consent_url is not None:
+            attempts[0] += 1
+            if attempts[0] <= failures:
+                raise RuntimeError("DynamoDB unavailable")
+        return save(record, read_version=read_version)
+
+    monkeypatch.setattr(repository, "save", flaky)
+    monkeypatch.setattr(service, "_sleep", lambda seconds: None)
+    return attempts
+
+
 def item(aws: Any, email: str = "ada.lovelace@contoso.com") -> dict[str, Any] | None:
     found = aws.get_item(
         TableName=TABLE, Key={"pk": {"S": f"mailbox#{email}"}}, ConsistentRead=True
@@ -166,13 +200,89 @@ def test_request_consent_email_differs_only_in_case_is_same_mailbox(
     assert len(consent_calls(control)) == 1
 
 
-def test_request_consent_other_requester_while_live_returns_409(
+def test_request_consent_other_principal_while_live_returns_409(
     onboarding: ModuleType, control: SandboxControl
 ) -> None:
     post(onboarding)
-    status, body, _ = post(onboarding, requested_by="user-9999")
+    status, body, _ = invoke(onboarding, as_principal(request_event(), OTHER_ROLE))
     assert (status, body["code"]) == (409, "REQUESTED_BY_ANOTHER")
     assert len(consent_calls(control)) == 1
+
+
+def test_request_consent_same_principal_other_label_is_a_mismatch_not_another_owner(
+    onboarding: ModuleType,
+) -> None:
+    """`requested_by` is a free label: the owner is the IAM principal."""
+    post(onboarding)
+    status, body, _ = post(onboarding, requested_by="user-9999")
+    assert (status, body["code"]) == (409, "REQUEST_MISMATCH")
+
+
+def test_request_consent_another_session_of_the_same_role_is_the_same_owner(
+    onboarding: ModuleType, control: SandboxControl
+) -> None:
+    post(onboarding)
+    event = as_principal(
+        request_event(),
+        "arn:aws:sts::123456789012:assumed-role/integrator-backend/another-task-session",
+    )
+    status, body, _ = invoke(onboarding, event)
+    assert status == 200, body  # the same request replayed by another session of the role
+    assert len(consent_calls(control)) == 1
+
+
+def test_withdraw_by_another_principal_is_403_and_by_an_admin_200(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post(onboarding)
+    withdraw = read_event("onboarding-withdraw-mailbox.json")
+
+    status, body, _ = invoke(onboarding, as_principal(copy.deepcopy(withdraw), OTHER_ROLE))
+    assert (status, body["code"]) == (403, "FORBIDDEN")
+    assert item(aws)["state"]["S"] == "consent_requested"  # type: ignore[index]
+
+    admin = "arn:aws:sts::123456789012:assumed-role/warmgate-operators"
+    monkeypatch.setenv("ADMIN_PRINCIPALS", f"{admin}, arn:aws:iam::123456789012:user/ops")
+    as_admin = load_function("onboarding")
+    status, body, _ = invoke(as_admin, as_principal(withdraw, f"{admin}/alice"))
+    assert (status, body["state"]) == (200, "withdrawn")
+
+
+def test_consent_link_is_answered_even_when_saving_it_keeps_failing(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch, control: SandboxControl
+) -> None:
+    saves = failing_link_saves(onboarding, monkeypatch, failures=99)
+
+    status, body, _ = post(onboarding)
+
+    assert status == 201
+    assert body["consent_url"].startswith("https://login.microsoftonline.com/")
+    assert saves == [4]  # every attempt was made, jittered, none succeeded
+    assert len(consent_calls(control)) == 1
+    record = item(aws)
+    assert record is not None
+    assert "consent_url" not in record  # in flight: a replay waits
+    status, body, headers = post(onboarding)
+    assert (status, body["code"], headers["Retry-After"]) == (
+        409,
+        "CONSENT_REQUEST_IN_PROGRESS",
+        "2",
+    )
+    assert len(consent_calls(control)) == 1
+
+
+def test_consent_link_save_retried_after_a_transient_failure(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saves = failing_link_saves(onboarding, monkeypatch, failures=2)
+
+    status, body, _ = post(onboarding)
+
+    assert status == 201
+    assert saves == [3]
+    record = item(aws)
+    assert record is not None
+    assert record["consent_url"]["S"] == body["consent_url"]
 
 
 def test_request_consent_same_requester_other_details_returns_409(onboarding: ModuleType) -> None:

@@ -17,7 +17,7 @@ from warmgate.emails import InvalidEmail
 from warmgate.http_body import BadRequestBody as BadRequestBody
 from warmgate.http_body import BodyTooLarge as BodyTooLarge
 from warmgate.http_body import decode_body as decode_body
-from warmgate.onboarding import MailboxNotFound, OnboardingConflict
+from warmgate.onboarding import MailboxNotFound, NotOwner, OnboardingConflict
 from warmgate.rate_budget import BudgetExhausted
 
 MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes
@@ -33,6 +33,22 @@ class ApiError:
 
     def body(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+def caller_principal(event: dict[str, Any]) -> str | None:
+    """The IAM identity API Gateway authorized: the owner of the requests it makes.
+
+    An assumed-role session counts as its role (`…:assumed-role/<role>`): the sessions of one
+    integrator backend (one per task, container or Lambda instance) are one principal.
+    """
+    iam = (event.get("requestContext", {}).get("authorizer") or {}).get("iam") or {}
+    principal = iam.get("userArn") or iam.get("callerId")
+    if not principal:
+        return None
+    arn = str(principal)
+    if ":assumed-role/" in arn:
+        arn = "/".join(arn.split("/")[:2])
+    return arn
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
@@ -58,6 +74,8 @@ def api_error_for(exc: Exception) -> ApiError | None:
             return ApiError(422, "VALIDATION_FAILED", f"email: {exc}")
         case MailboxNotFound():
             return ApiError(404, "NOT_FOUND", "no record for this mailbox")
+        case NotOwner():
+            return ApiError(403, "FORBIDDEN", str(exc))
         case OnboardingConflict():
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
             return ApiError(409, exc.code, exc.message, headers)

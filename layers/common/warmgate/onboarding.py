@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -52,6 +54,8 @@ from warmgate.work_queue import QueuedWebhook, WorkQueue
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
 IN_FLIGHT_ABANDONED_AFTER = timedelta(seconds=60)
 CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
+SAVE_LINK_ATTEMPTS = 4  # storing a minted consent link: a few jittered tries, ~3 s at most
+SAVE_LINK_BACKOFF_SECONDS = 0.5
 UNKNOWN_OUTCOME_RETRY_AFTER = 30  # seconds: the worker re-reads an unknown outcome within ~15-60 s
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -91,6 +95,10 @@ class MailboxNotFound(Exception):
     pass
 
 
+class NotOwner(Exception):
+    """The caller's IAM principal did not make this mailbox's request and is not an admin."""
+
+
 class OnboardingConflict(Exception):
     """The request contradicts the mailbox's current record; `code` says how."""
 
@@ -105,6 +113,7 @@ class OnboardingConflict(Exception):
 class ConsentOutcome:
     mailbox: ExpectedMailbox
     created: bool  # False: a replay answered from the stored record, no vendor call
+    saved: bool = True  # False: the link could not be stored (answered anyway)
 
 
 class OnboardingService:
@@ -116,14 +125,18 @@ class OnboardingService:
         *,
         expectation_ttl: timedelta,
         claim_lease: timedelta,
+        admin_principals: frozenset[str] = frozenset(),
         clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repository = repository
         self._mailivery = mailivery
         self._queue = queue
         self._ttl = expectation_ttl
         self._lease = claim_lease
+        self._admins = admin_principals
         self._clock = clock
+        self._sleep = sleep
 
     def request_consent(self, request: MailboxRequest, principal: str | None) -> ConsentOutcome:
         claimed = self._claim(request, principal)
@@ -148,19 +161,37 @@ class OnboardingService:
         except BudgetExhausted as exc:  # no request was sent: our shared budget is used up
             self._record_failure(claimed, "BUDGET_EXHAUSTED", str(exc), None)
             raise
-        try:
-            stored = self._repository.save(
-                replace(claimed, consent_url=link.url), read_version=claimed.version
-            )
-        except StaleRecord:
-            # Withdrawn (DELETE) while Mailivery was minting the link: the withdrawal wins, and
-            # a consent through this link will find no live expectation.
-            raise OnboardingConflict(
-                "WITHDRAWN_DURING_REQUEST",
-                "the expectation was changed while the consent link was being requested",
-            ) from None
-        logger.info("consent link issued", extra={"mailbox": stored.email})
-        return ConsentOutcome(stored, created=True)
+        return self._keep_link(claimed, link.url)
+
+    def _keep_link(self, claimed: ExpectedMailbox, url: str) -> ConsentOutcome:
+        """Store the new link with its record; the caller gets the link even if that fails.
+
+        Mailivery has minted the link: it must reach the integrator, and a retry must not mint a
+        second one. The save is retried (jittered) on anything but a conflict; if it still
+        fails, the answer carries the URL anyway (saved=False: logged, counted, alarmed). The
+        record then looks in flight, so a replay within IN_FLIGHT_ABANDONED_AFTER gets 409 with
+        Retry-After, not a second ms-graph call.
+        """
+        with_link = replace(claimed, consent_url=url)
+        for attempt in range(1, SAVE_LINK_ATTEMPTS + 1):
+            try:
+                stored = self._repository.save(with_link, read_version=claimed.version)
+            except StaleRecord:
+                # Withdrawn (DELETE) while Mailivery was minting the link: the withdrawal wins,
+                # and a consent through this link will find no live expectation.
+                raise OnboardingConflict(
+                    "WITHDRAWN_DURING_REQUEST",
+                    "the expectation was changed while the consent link was being requested",
+                ) from None
+            except Exception:
+                logger.warning("saving the consent link failed", extra={"attempt": attempt})
+                if attempt < SAVE_LINK_ATTEMPTS:
+                    self._sleep(random.uniform(0.5, 1.5) * SAVE_LINK_BACKOFF_SECONDS * attempt)  # noqa: S311 - jitter
+                continue
+            logger.info("consent link issued", extra={"mailbox": stored.email})
+            return ConsentOutcome(stored, created=True)
+        logger.exception("consent link answered but not saved", extra={"mailbox": claimed.email})
+        return ConsentOutcome(with_link, created=True, saved=False)
 
     def get(self, email: str) -> ExpectedMailbox:
         record = self._repository.get(normalize_email(email))
@@ -168,9 +199,10 @@ class OnboardingService:
             raise MailboxNotFound(email)
         return record
 
-    def withdraw(self, email: str) -> ExpectedMailbox:
+    def withdraw(self, email: str, principal: str | None) -> ExpectedMailbox:
         for _ in range(CLAIM_ATTEMPTS):
             record = self.get(email)
+            self._require_owner(record, principal, "withdraw")
             now = self._clock()
             if record.state is MailboxState.VERIFYING:
                 raise self._claim_held(record, now)
@@ -201,6 +233,7 @@ class OnboardingService:
         """Record a resume request for a paused campaign and queue it for the worker."""
         for _ in range(CLAIM_ATTEMPTS):
             record = self.get(email)
+            self._require_owner(record, principal, "resume")
             if record.state is MailboxState.RESUME_REQUESTED:
                 return record  # the same request again: already queued
             if not record.can_reconnect() or record.campaign_id is None:
@@ -248,7 +281,7 @@ class OnboardingService:
             now = self._clock()
             existing = self._repository.get(request.email)
             if existing is not None:
-                replay = self._replay_or_refuse(existing, request, fingerprint, now)
+                replay = self._replay_or_refuse(existing, request, principal, fingerprint, now)
                 if replay is not None:
                     return replay
             bound_to = None
@@ -264,14 +297,21 @@ class OnboardingService:
         raise _busy()
 
     def _replay_or_refuse(
-        self, existing: ExpectedMailbox, request: MailboxRequest, fingerprint: str, now: datetime
+        self,
+        existing: ExpectedMailbox,
+        request: MailboxRequest,
+        principal: str | None,
+        fingerprint: str,
+        now: datetime,
     ) -> ConsentOutcome | None:
-        if existing.has_live_link(now) or existing.is_in_flight(now, IN_FLIGHT_ABANDONED_AFTER):
-            if existing.requested_by != request.requested_by:
-                raise OnboardingConflict(
-                    "REQUESTED_BY_ANOTHER",
-                    "another requester holds a live consent link for this mailbox",
-                )
+        live = existing.has_live_link(now) or existing.is_in_flight(now, IN_FLIGHT_ABANDONED_AFTER)
+        if (live or existing.can_reconnect()) and not self._is_owner(existing, principal):
+            raise OnboardingConflict(
+                "REQUESTED_BY_ANOTHER",
+                "another IAM principal made this mailbox's request"
+                + (" and holds a live consent link" if live else " and owns its campaign"),
+            )
+        if live:
             if existing.request_fingerprint != fingerprint:
                 raise OnboardingConflict(
                     "REQUEST_MISMATCH",
@@ -336,6 +376,19 @@ class OnboardingService:
         raise OnboardingConflict(
             "NOT_PAUSED", f"campaign status {campaign.raw_status!r}: nothing to resume"
         )
+
+    def _is_owner(self, record: ExpectedMailbox, principal: str | None) -> bool:
+        """The principal that made the record's request (or an admin) may act on it. A record
+        without a principal (made where no IAM identity was seen) belongs to everyone."""
+        owner = record.requested_by_principal
+        return owner is None or principal == owner or principal in self._admins
+
+    def _require_owner(self, record: ExpectedMailbox, principal: str | None, what: str) -> None:
+        if not self._is_owner(record, principal):
+            raise NotOwner(
+                f"only the IAM principal that requested this mailbox, or an admin principal, "
+                f"may {what} it"
+            )
 
     def _claim_held(self, record: ExpectedMailbox, now: datetime) -> OnboardingConflict:
         """A worker holds this mailbox's claim (a call under way, or its outcome unknown)."""

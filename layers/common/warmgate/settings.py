@@ -90,10 +90,20 @@ class Settings(BaseModel):
     # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
     # workers this long; after it, a crashed worker's claim is taken over. > function timeout.
     claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
+    # IAM principal ARNs (roles as arn:aws:sts::<account>:assumed-role/<role>) that may withdraw
+    # or resume any mailbox; everyone else acts only on the requests it made.
+    admin_principals: tuple[str, ...] = Field((), alias="ADMIN_PRINCIPALS")
     # Start/resume refusals (Mailivery cannot connect) retried with growing delay, then parked.
     max_start_attempts: int = Field(4, alias="MAX_START_ATTEMPTS", ge=1, le=10)
 
     _split_hosts = field_validator("mailivery_consent_hosts", mode="before")(_csv)
+
+    @field_validator("admin_principals", mode="before")
+    @classmethod
+    def _split_principals(cls, value: object) -> object:
+        if isinstance(value, str):  # ARNs are case-sensitive: not lower-cased like hosts
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("mailivery_base_url")
     @classmethod
