@@ -152,6 +152,18 @@ def test_mailbox_show_invalid_email_exits_2_with_reason(
     assert "not a plausible mailbox address" in err
 
 
+def test_mailbox_show_look_alike_email_exits_2_instead_of_showing_another_mailbox(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warming(stack, email="kate@contoso.com")
+
+    code, out, err = run(capsys, "mailbox", "show", "\u212aate@contoso.com")  # KELVIN SIGN
+
+    assert code == ops.EXIT_BAD_INPUT
+    assert out == ""
+    assert "not ASCII" in err
+
+
 # --- mailbox list -------------------------------------------------------------------------------
 
 
