@@ -426,6 +426,18 @@ def test_campaign_redecide_unknown_campaign_exits_1(
     assert out.strip() == "999999: campaign_gone"
 
 
+@pytest.mark.parametrize("campaign_id", ["..", "4711/..", "x" * 65])
+def test_campaign_redecide_unusable_campaign_id_exits_2_without_vendor_call(
+    stack: Stack, capsys: pytest.CaptureFixture[str], campaign_id: str
+) -> None:
+    code, out, err = run(capsys, "campaign", "redecide", campaign_id)
+
+    assert code == ops.EXIT_BAD_INPUT
+    assert out == ""
+    assert "invalid campaign id: campaign id " in err
+    assert stack.control.calls() == []
+
+
 def test_campaign_redecide_logs_go_to_stderr(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
