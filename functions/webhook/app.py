@@ -64,6 +64,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         extra={
             "event_type": message.event_type,
             "campaign_id": message.campaign_id,
+            # An email that is no usable address was dropped from the hint, not refused.
+            "email_hint_invalid": message.email_hint_invalid,
             "message_id": receipt.message_id,
         },
     )

@@ -17,6 +17,7 @@ from warmgate.mailivery import (
     Conflict,
     ConsentRequest,
     FeatureDisabled,
+    InvalidCampaignId,
     MailiveryClient,
     MailiveryError,
     NotFound,
@@ -145,6 +146,21 @@ def test_warmup_lifecycle_start_pause_resume_delete(
     client.delete_campaign(campaign_id)
     with pytest.raises(NotFound):
         client.get_campaign(campaign_id)
+
+
+@pytest.mark.parametrize("unusable", ["..", ".", "../campaigns", "4711/..", "%2e%2e"])
+def test_unusable_campaign_id_never_reaches_the_vendor(
+    client: MailiveryClient, control: SandboxControl, unusable: str
+) -> None:
+    campaign = consented_campaign(client, control)
+    calls_before = len(control.calls())
+
+    for action in (client.start_warmup, client.delete_campaign, client.get_campaign):
+        with pytest.raises(InvalidCampaignId, match="campaign id may contain only"):
+            action(unusable)
+
+    assert len(control.calls()) == calls_before
+    assert client.get_campaign(campaign.campaign_id).status is CampaignStatus.PENDING
 
 
 def test_find_campaign_by_email_known_and_unknown(

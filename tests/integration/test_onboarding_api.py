@@ -508,6 +508,8 @@ def test_request_consent_oversized_body_returns_413(onboarding: ModuleType, aws:
         ({"email": "ada.lovelace@"}, "email"),
         ({"email": None}, "email"),
         ({"email": 42}, "email"),
+        ({"email": "\u212aate@contoso.com"}, "email"),  # KELVIN SIGN: never folded to "k"
+        ({"email": "ivan@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444"}, "email"),
         ({"first_name": "  "}, "first_name"),
         ({"first_name": None}, "first_name"),
         ({"last_name": "L" * 101}, "last_name"),

@@ -152,6 +152,18 @@ def test_mailbox_show_invalid_email_exits_2_with_reason(
     assert "not a plausible mailbox address" in err
 
 
+def test_mailbox_show_look_alike_email_exits_2_instead_of_showing_another_mailbox(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warming(stack, email="kate@contoso.com")
+
+    code, out, err = run(capsys, "mailbox", "show", "\u212aate@contoso.com")  # KELVIN SIGN
+
+    assert code == ops.EXIT_BAD_INPUT
+    assert out == ""
+    assert "not ASCII" in err
+
+
 # --- mailbox list -------------------------------------------------------------------------------
 
 
@@ -412,6 +424,18 @@ def test_campaign_redecide_unknown_campaign_exits_1(
 
     assert code == ops.EXIT_NOT_FOUND
     assert out.strip() == "999999: campaign_gone"
+
+
+@pytest.mark.parametrize("campaign_id", ["..", "4711/..", "x" * 65])
+def test_campaign_redecide_unusable_campaign_id_exits_2_without_vendor_call(
+    stack: Stack, capsys: pytest.CaptureFixture[str], campaign_id: str
+) -> None:
+    code, out, err = run(capsys, "campaign", "redecide", campaign_id)
+
+    assert code == ops.EXIT_BAD_INPUT
+    assert out == ""
+    assert "invalid campaign id: campaign id " in err
+    assert stack.control.calls() == []
 
 
 def test_campaign_redecide_logs_go_to_stderr(

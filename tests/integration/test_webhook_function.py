@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from devstack.template import create_queues, load_template, resource
+from tests.webhook_bodies import UNUSABLE_EMAILS, largest_accepted_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -184,6 +185,7 @@ def test_webhook_function_documented_event_queues_one_normalized_message(
         "event_type",
         "campaign_id",
         "email",
+        "email_hint_invalid",
         "dedup_key",
         "received_at",
         "request_id",
@@ -193,6 +195,7 @@ def test_webhook_function_documented_event_queues_one_normalized_message(
     assert message["event_type"] == event_type
     assert message["campaign_id"] == campaign_id
     assert message["email"] == email
+    assert message["email_hint_invalid"] is False
     assert message["dedup_key"] == f"{event_type}:{campaign_id}"
     assert message["received_at"].endswith("Z")
     received = datetime.fromisoformat(message["received_at"])
@@ -227,6 +230,41 @@ def test_webhook_function_body_of_exactly_64_kib_is_accepted(
     body = padded_pending_body(MAX_BODY)
     assert call(event_with(load_event, body)) == (202, {"status": "accepted"})
     assert len(queued(work_queues["WorkQueue"])) == 1
+
+
+@pytest.mark.parametrize("email", UNUSABLE_EMAILS.values(), ids=UNUSABLE_EMAILS.keys())
+def test_webhook_function_unusable_email_with_campaign_id_is_queued_with_flag(
+    email: Any,
+    call: Handler,
+    load_event: Callable[[str], dict[str, Any]],
+    work_queues: dict[str, str],
+    powertools_log: Any,
+) -> None:
+    event = load_event("webhook-campaign-pending.json")
+    document = json.loads(event["body"])
+    document["account"]["email"] = email
+    event["body"] = json.dumps(document)
+
+    assert call(event) == (202, {"status": "accepted"})
+
+    (message,) = queued(work_queues["WorkQueue"])
+    body = json.loads(message["Body"])
+    assert (body["campaign_id"], body["email"], body["email_hint_invalid"]) == ("4711", None, True)
+    assert body["payload"] == document
+    (line,) = [json.loads(text) for text in powertools_log.getvalue().splitlines()]
+    assert (line["message"], line["email_hint_invalid"]) == ("webhook accepted", True)
+    assert "contoso" not in powertools_log.getvalue().lower()  # the address is not logged
+
+
+def test_webhook_function_largest_accepted_webhook_is_queued(
+    call: Handler, load_event: Callable[[str], dict[str, Any]], work_queues: dict[str, str]
+) -> None:
+    body = largest_accepted_webhook()
+
+    assert call(event_with(load_event, body)) == (202, {"status": "accepted"})
+
+    (message,) = queued(work_queues["WorkQueue"])
+    assert json.loads(message["Body"])["payload"] == json.loads(body)
 
 
 def padded_pending_body(size: int) -> str:
@@ -272,6 +310,34 @@ def padded_pending_body(size: int) -> str:
             "VALIDATION_FAILED",
             "account is required",
         ),
+        (
+            '{"type": "campaign.pending", "account": {"email": "ada@\uff20contoso.com"}}',
+            False,
+            422,
+            "VALIDATION_FAILED",
+            "account.campaign_id is required when account.email is not usable",
+        ),
+        (
+            '{"type": "campaign.pending", "account": {"campaign_id": ".."}}',
+            False,
+            422,
+            "VALIDATION_FAILED",
+            "account.campaign_id may contain only ASCII letters, digits, '_' and '-'",
+        ),
+        (
+            json.dumps({"type": "campaign.pending", "account": {"campaign_id": "1" * 65}}),
+            False,
+            422,
+            "VALIDATION_FAILED",
+            "account.campaign_id is longer than 64 characters",
+        ),
+        (
+            json.dumps({"type": "t" * 129, "account": {"campaign_id": 1}}),
+            False,
+            422,
+            "VALIDATION_FAILED",
+            "type is longer than 128 characters",
+        ),
         (padded_pending_body(MAX_BODY + 1), False, 413, "PAYLOAD_TOO_LARGE", "65536 bytes"),
         (
             base64.b64encode(padded_pending_body(MAX_BODY + 1).encode()).decode(),
@@ -289,6 +355,10 @@ def padded_pending_body(size: int) -> str:
         "missing-type",
         "missing-account-identity",
         "missing-account",
+        "no-id-unusable-email",
+        "campaign-id-dot-dot",
+        "campaign-id-65-characters",
+        "type-129-characters",
         "over-64-kib",
         "over-64-kib-base64",
     ],

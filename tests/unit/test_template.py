@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devstack.template import load_template, translate_template
+from tests.webhook_bodies import SQS_MAX_MESSAGE_BYTES
 
 FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction", "ReconcilerFunction")
 
@@ -103,6 +104,13 @@ def test_template_queues_encrypted_and_dlq_keeps_14_days() -> None:
         "deadLetterTargetArn": {"Fn::GetAtt": ["WorkDLQ", "Arn"]},
         "maxReceiveCount": 5,
     }
+
+
+def test_template_queues_set_the_message_size_the_largest_webhook_was_sized_for() -> None:
+    # The limit test_webhook_intake.py keeps the largest accepted webhook's message under.
+    queues = resources_of("AWS::SQS::Queue")
+    sizes = {name: queue["Properties"].get("MaximumMessageSize") for name, queue in queues.items()}
+    assert sizes == {"WorkQueue": SQS_MAX_MESSAGE_BYTES, "WorkDLQ": SQS_MAX_MESSAGE_BYTES}
 
 
 def test_template_table_is_durable_and_encrypted() -> None:

@@ -11,8 +11,20 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import warmgate.webhook_intake as intake_module
+from tests.webhook_bodies import (
+    FILLERS,
+    SQS_MAX_MESSAGE_BYTES,
+    UNUSABLE_EMAILS,
+    WORST_FILLER,
+    largest_accepted_webhook,
+    sqs_message_size,
+)
+from warmgate.campaign_ids import CAMPAIGN_ID_PATTERN
+from warmgate.emails import InvalidEmail, normalize_email
 from warmgate.http_body import BadRequestBody, BodyTooLarge
 from warmgate.webhook_intake import (
     MAX_WEBHOOK_BODY_BYTES,
@@ -26,8 +38,8 @@ from warmgate.webhook_intake import (
     WebhookTokenUnavailable,
     answer_for,
 )
-from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
-from warmgate.work_queue import QueuedWebhook
+from warmgate.webhooks import MAX_EVENT_TYPE_LENGTH, WebhookInvalid, WebhookNotJson, parse_webhook
+from warmgate.work_queue import MAX_REQUEST_ID_LENGTH, QueuedWebhook
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "events" / "webhook-payloads"
 CURRENT = "current-token-0123456789abcdef"
@@ -437,6 +449,137 @@ def test_webhook_intake_accepted_webhook_is_sent_once_to_the_queue() -> None:
     assert receipt.message.received_at == "2025-11-24T09:15:02.123Z"
 
 
+# --- any usable webhook is queued exactly once (issue 13 §1) -----------------------------------
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=15,
+)
+_email_like = st.builds(
+    "{}{}{}".format,
+    st.text(max_size=20),
+    st.sampled_from(["@", "\uff20", "@@", "", "@xn--"]),
+    st.text(max_size=20),
+)
+_anything_for_email = st.one_of(
+    st.sampled_from(list(UNUSABLE_EMAILS.values())), _email_like, _json_values
+)
+_usable_types = st.text(min_size=1, max_size=MAX_EVENT_TYPE_LENGTH).filter(str.strip)
+_usable_campaign_ids = st.one_of(
+    st.integers(min_value=-(10**62), max_value=10**63),
+    st.from_regex(CAMPAIGN_ID_PATTERN, fullmatch=True),
+)
+
+
+def _usable_envelope(
+    event_type: str, campaign_id: int | str, account: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {**extra, "type": event_type, "account": {**account, "campaign_id": campaign_id}}
+
+
+_usable_envelopes = st.builds(
+    _usable_envelope,
+    _usable_types,
+    _usable_campaign_ids,
+    st.dictionaries(
+        st.sampled_from(["email", "first_name", "last_name", "tags", "meta", "type", "x"]),
+        _anything_for_email,
+        max_size=5,
+    ),
+    st.dictionaries(st.text(max_size=10), _json_values, max_size=3),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(_usable_envelopes)
+@example(_usable_envelope("campaign.pending", 4711, {"email": "иван@пример.рф"}, {}))
+@example(_usable_envelope("campaign.pending", "c-1", {"email": "a" * 5000 + "@x.io"}, {}))
+@example(_usable_envelope("\x00 \ufffe \ud800", 1, {"email": "x'; DROP TABLE t;--"}, {"'": '"'}))
+def test_webhook_intake_usable_type_and_campaign_id_is_queued_exactly_once(
+    document: dict[str, Any],
+) -> None:
+    sqs = FakeSqs()
+
+    receipt = _receive(_intake(sqs), json.dumps(document))
+
+    assert len(sqs.sent) == 1
+    queued = QueuedWebhook.from_message_body(sqs.sent[0]["MessageBody"])
+    assert queued == receipt.message
+    assert queued.event_type == document["type"].strip()
+    assert queued.campaign_id == str(document["account"]["campaign_id"])
+    assert queued.payload == document
+    sent_email = document["account"].get("email")
+    try:
+        expected_email: str | None = normalize_email(sent_email)
+    except InvalidEmail:
+        expected_email = None
+    assert queued.email == expected_email
+    blank = sent_email is None or (isinstance(sent_email, str) and not sent_email.strip())
+    assert queued.email_hint_invalid is (expected_email is None and not blank)
+
+
+@pytest.mark.parametrize("email", UNUSABLE_EMAILS.values(), ids=UNUSABLE_EMAILS.keys())
+def test_webhook_intake_unusable_email_is_queued_as_null_and_flagged(email: Any) -> None:
+    sqs = FakeSqs()
+    document = {"type": "campaign.pending", "account": {"campaign_id": 4711, "email": email}}
+
+    _receive(_intake(sqs), json.dumps(document))
+
+    (call,) = sqs.sent
+    body = json.loads(call["MessageBody"])
+    assert (body["email"], body["email_hint_invalid"]) == (None, True)
+    assert body["campaign_id"] == "4711"
+    assert body["payload"]["account"]["email"] == email
+
+
+# --- every queued field is bounded: the largest webhook fits in one SQS message ------------
+
+
+@pytest.mark.parametrize("filler", sorted(FILLERS))
+def test_webhook_intake_largest_accepted_webhook_fits_in_one_sqs_message(filler: str) -> None:
+    sqs = FakeSqs()
+    body = largest_accepted_webhook(filler)
+
+    receipt = _receive(_intake(sqs), body, request_id="r" * 1000)
+
+    (call,) = sqs.sent
+    assert sqs_message_size(call) < SQS_MAX_MESSAGE_BYTES
+    assert receipt.message.request_id == "r" * MAX_REQUEST_ID_LENGTH
+    assert len(receipt.message.event_type) == MAX_EVENT_TYPE_LENGTH
+
+
+def test_webhook_intake_largest_webhook_is_made_of_the_filler_that_grows_most() -> None:
+    """json re-serializes a float like `9e15` as `9000000000000000.0` (3.8x with its comma, the
+    most any number of up to six characters grows; longer ones grow less), strings keep their
+    size except U+FFFE/U+FFFF (2x). So the default filler gives the largest message."""
+    sizes = {}
+    for filler in FILLERS:
+        sqs = FakeSqs()
+        _receive(_intake(sqs), largest_accepted_webhook(filler), request_id="r" * 1000)
+        sizes[filler] = sqs_message_size(sqs.sent[0])
+
+    assert max(sizes, key=sizes.__getitem__) == WORST_FILLER
+    assert sizes[WORST_FILLER] < SQS_MAX_MESSAGE_BYTES
+
+
+def test_sqs_message_size_counts_body_and_attribute_names_types_and_values() -> None:
+    request = {
+        "MessageBody": "é",
+        "MessageAttributes": {"ab": {"DataType": "String", "StringValue": "\U0001f600"}},
+    }
+    assert sqs_message_size(request) == 2 + 2 + 6 + 4
+
+
 @pytest.mark.parametrize(
     "failure",
     [
@@ -521,6 +664,7 @@ def test_queued_webhook_message_body_has_exactly_the_schema_fields() -> None:
         "event_type": "campaign.pending",
         "campaign_id": "4711",
         "email": "ada@contoso.com",
+        "email_hint_invalid": False,
         "dedup_key": "campaign.pending:4711",
         "received_at": "2025-11-24T09:15:02.123Z",
         "request_id": "request-7",
@@ -528,17 +672,32 @@ def test_queued_webhook_message_body_has_exactly_the_schema_fields() -> None:
     }
 
 
-def test_queued_webhook_message_body_is_ascii_even_for_characters_sqs_refuses() -> None:
+def test_queued_webhook_message_body_escapes_only_characters_sqs_refuses() -> None:
     body = {
         "type": "campaign.pending",
-        "account": {"campaign_id": 1, "first_name": "Zoë \U0001f600 \ufffe \ud800"},
+        "account": {"campaign_id": 1, "first_name": "Zoë \U0001f600 \x7f \ufffe \uffff \ud800"},
     }
     message = QueuedWebhook.from_envelope(
         parse_webhook(json.dumps(body)), body, received_at=RECEIVED, request_id="r"
     )
     text = message.message_body()
-    assert text.isascii()
+    # What SQS accepts stays as sent (one byte for DEL, not six), the rest is escaped.
+    assert "Zoë \U0001f600 \x7f \\ufffe \\uffff \\ud800" in text
+    assert not [c for c in text if "\ud800" <= c <= "\udfff" or c in "\ufffe\uffff"]
     assert json.loads(text)["payload"] == body
+
+
+def test_queued_webhook_email_hint_invalid_round_trips_and_defaults_to_false() -> None:
+    body = {"type": "campaign.pending", "account": {"campaign_id": 1, "email": "x@y"}}
+    message = QueuedWebhook.from_envelope(
+        parse_webhook(json.dumps(body)), body, received_at=RECEIVED, request_id="r"
+    )
+    document = json.loads(message.message_body())
+    older = json.dumps({k: v for k, v in document.items() if k != "email_hint_invalid"})
+
+    assert message.email_hint_invalid is True
+    assert QueuedWebhook.from_message_body(message.message_body()) == message
+    assert QueuedWebhook.from_message_body(older).email_hint_invalid is False
 
 
 def test_queued_webhook_message_attributes_carry_type_and_dedup_key() -> None:

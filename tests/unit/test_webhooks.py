@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.webhook_bodies import UNUSABLE_EMAILS
 from warmgate.emails import normalize_email
 from warmgate.webhooks import (
+    MAX_EVENT_TYPE_LENGTH,
     WebhookAccount,
     WebhookEnvelope,
     WebhookEventType,
@@ -157,6 +159,11 @@ def test_parse_webhook_unknown_type_is_accepted_and_extras_preserved() -> None:
         (4711, "4711"),
         ("4711", "4711"),
         ("  4711 ", "4711"),
+        ("04711", "04711"),  # kept as sent: the worker compares it with the re-read id
+        (-5, "-5"),
+        ("c_1-X", "c_1-X"),
+        ("9" * 64, "9" * 64),
+        (10**63, "1" + "0" * 63),
         ("", None),
         ("   ", None),
         (None, None),
@@ -340,11 +347,52 @@ def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
             "account.email or account.campaign_id is required",
         ),
         (
-            _valid_document(email="not-an-address"),
-            "account.email",
-            "account.email is invalid: email is not a plausible mailbox address",
+            {"type": "campaign.pending", "account": {"email": "not-an-address"}},
+            "account",
+            "account.campaign_id is required when account.email is not usable: "
+            "email is not a plausible mailbox address",
         ),
-        (_valid_document(email=["a@b.co"]), "account.email", "account.email must be a string"),
+        (
+            {"type": "campaign.pending", "account": {"email": ["a@b.co"], "campaign_id": None}},
+            "account",
+            "account.campaign_id is required when account.email is not usable: "
+            "email must be a string",
+        ),
+        (
+            {**_valid_document(), "type": "x" * (MAX_EVENT_TYPE_LENGTH + 1)},
+            "type",
+            "type is longer than 128 characters",
+        ),
+        (
+            _valid_document(campaign_id=".."),
+            "account.campaign_id",
+            "account.campaign_id may contain only ASCII letters, digits, '_' and '-'",
+        ),
+        (
+            _valid_document(campaign_id="4711/start-warmup"),
+            "account.campaign_id",
+            "account.campaign_id may contain only ASCII letters, digits, '_' and '-'",
+        ),
+        (
+            _valid_document(campaign_id="47 11"),
+            "account.campaign_id",
+            "account.campaign_id may contain only ASCII letters, digits, '_' and '-'",
+        ),
+        (
+            _valid_document(campaign_id="\uff14711"),  # FULLWIDTH DIGIT FOUR
+            "account.campaign_id",
+            "account.campaign_id may contain only ASCII letters, digits, '_' and '-'",
+        ),
+        (
+            _valid_document(campaign_id="x" * 65),
+            "account.campaign_id",
+            "account.campaign_id is longer than 64 characters",
+        ),
+        (
+            _valid_document(campaign_id=10**64),
+            "account.campaign_id",
+            "account.campaign_id is longer than 64 characters",
+        ),
         (
             _valid_document(campaign_id=True),
             "account.campaign_id",
@@ -371,8 +419,15 @@ def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
         "account-array",
         "no-identity",
         "blank-identity",
-        "email-implausible",
-        "email-array",
+        "no-id-email-implausible",
+        "no-id-email-array",
+        "type-too-long",
+        "campaign-id-dot-dot",
+        "campaign-id-slash",
+        "campaign-id-space",
+        "campaign-id-full-width",
+        "campaign-id-65-characters",
+        "campaign-id-65-digits",
         "campaign-id-bool",
         "campaign-id-float",
         "campaign-id-object",
@@ -387,6 +442,43 @@ def test_parse_webhook_missing_or_malformed_field_raises_invalid_naming_field(
     assert caught.value.reason == message
     assert caught.value.fields == (field,)
     assert isinstance(caught.value, WebhookRejected)
+
+
+@pytest.mark.parametrize("email", UNUSABLE_EMAILS.values(), ids=UNUSABLE_EMAILS.keys())
+def test_parse_webhook_unusable_email_with_campaign_id_is_accepted_and_flagged(
+    email: Any,
+) -> None:
+    envelope = parse_webhook(_body(_valid_document(email=email)))
+
+    assert envelope.campaign_id == "4711"
+    assert envelope.normalized_email is None
+    assert envelope.email_hint_invalid is True
+    assert envelope.account.email == email  # kept as sent
+    assert envelope.dedup_key == "campaign.pending:4711"
+
+
+@pytest.mark.parametrize(
+    ("email", "normalized"),
+    [
+        ("Ivan@XN--E1AFMKFD.XN--P1AI", "ivan@xn--e1afmkfd.xn--p1ai"),
+        (" Ada@Contoso.com ", "ada@contoso.com"),
+        (None, None),
+        ("  ", None),
+    ],
+)
+def test_parse_webhook_usable_or_absent_email_is_not_flagged(
+    email: str | None, normalized: str | None
+) -> None:
+    envelope = parse_webhook(_body(_valid_document(email=email)))
+
+    assert envelope.normalized_email == normalized
+    assert envelope.email_hint_invalid is False
+
+
+def test_parse_webhook_type_of_exactly_128_characters_is_accepted() -> None:
+    document = {**_valid_document(), "type": "x" * MAX_EVENT_TYPE_LENGTH}
+
+    assert parse_webhook(_body(document)).type == "x" * MAX_EVENT_TYPE_LENGTH
 
 
 def test_parse_webhook_several_problems_are_all_named() -> None:

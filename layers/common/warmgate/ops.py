@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from warmgate.campaign_ids import InvalidCampaignId, parse_campaign_id
 from warmgate.decisions import Outcome
 from warmgate.emails import InvalidEmail, normalize_email
 from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
@@ -437,18 +438,22 @@ def redecide_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
     Mailivery budget, so its claim-then-call writes keep a concurrent worker from a second call.
     """
     try:
+        campaign_id = parse_campaign_id(args.campaign_id)
+    except InvalidCampaignId as exc:
+        raise OpsError(f"invalid campaign id: {exc}") from None
+    try:
         settings = load_settings(require=[MAILIVERY_API_KEY])
         settings = settings.model_copy(update={"mailbox_table_name": deployment.setting(TABLE)})
         worker = worker_from_settings(settings, boto3.client("dynamodb"))
     except SettingsError as exc:
         raise OpsError(str(exc)) from None
-    message = synthesized_pending(args.campaign_id)
+    message = synthesized_pending(campaign_id)
     try:
         with _logs_to_stderr():
             if args.dry_run:
                 decision = worker.preview(message)
                 if decision is None:
-                    raise OpsError(f"no campaign {args.campaign_id}", EXIT_NOT_FOUND)
+                    raise OpsError(f"no campaign {campaign_id}", EXIT_NOT_FOUND)
                 print(
                     f"dry run: action {decision.action.value}, outcome "
                     f"{decision.outcome.value} ({decision.reason})"
@@ -463,7 +468,7 @@ def redecide_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
         return EXIT_DEFERRED
     except MailiveryError as exc:
         raise OpsError(f"Mailivery refused: {exc}") from None
-    print(f"{args.campaign_id}: {outcome.value}")
+    print(f"{campaign_id}: {outcome.value}")
     return EXIT_NOT_FOUND if outcome is Outcome.CAMPAIGN_GONE else EXIT_OK
 
 

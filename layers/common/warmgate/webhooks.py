@@ -2,10 +2,13 @@
 
 Mailivery webhooks carry no signature, event id or timestamp (contract §4), so the payload is a
 *hint*: the worker re-reads the campaign before acting. This model therefore only insists on what
-the receiver needs to enqueue and dedup a hint (a `type` and an account identity) and accepts the
-rest in whatever shape the vendor's examples show.
+the receiver needs to enqueue and dedup a hint: a usable `type` and a usable campaign id, or,
+without an id, a usable email. Everything else is accepted in whatever shape arrives; an email
+that is not a plausible address is kept as sent and flagged (`email_hint_invalid`), never a
+reason to refuse a webhook whose campaign id is usable (Mailivery does not retry after a 4xx).
 
-This module is on the webhook Lambda's hot path: stdlib, pydantic and warmgate.emails only.
+This module is on the webhook Lambda's hot path: stdlib, pydantic, warmgate.emails and
+warmgate.campaign_ids only.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from warmgate.campaign_ids import InvalidCampaignId, parse_campaign_id
 from warmgate.emails import InvalidEmail, normalize_email
 
 __all__ = [
+    "MAX_EVENT_TYPE_LENGTH",
     "WebhookAccount",
     "WebhookEnvelope",
     "WebhookEventType",
@@ -44,6 +51,8 @@ _FIELD_PROBLEM: Final = "warmgate_field_problem"
 _WHOLE_MESSAGE: Final = "warmgate_whole_message"
 
 IDENTITY_REQUIRED: Final = "account.email or account.campaign_id is required"
+# Every queued copy of `type` (body, dedup key, attributes) is bounded by this (README "Limits").
+MAX_EVENT_TYPE_LENGTH: Final = 128
 
 
 class WebhookEventType(StrEnum):
@@ -168,7 +177,8 @@ class WebhookAccount(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     campaign_id: str | None = None
-    email: str | None = None
+    # As sent, whatever its shape: only a hint (the worker re-reads the campaign's address).
+    email: JsonValue = None
     first_name: str | None = None
     # An older reference example spells it `lalst_name` (contract §4); `last_name` wins if present.
     last_name: str | None = Field(
@@ -180,38 +190,30 @@ class WebhookAccount(BaseModel):
     tags: list[str] = Field(default_factory=list)
     meta: dict[str, str] | None = None
 
+    _normalized_email: str | None = PrivateAttr(default=None)
+    _email_problem: str | None = PrivateAttr(default=None)
+
     @field_validator("campaign_id", mode="before")
     @classmethod
     def _campaign_id_as_string(cls, value: Any) -> str | None:
-        # Integer in the examples, string elsewhere (contract §1): stored as a string key.
+        # Integer in the examples, string elsewhere (contract §1): stored as a string key. An id
+        # that is present but unusable is refused, not replaced by the email: looking the
+        # campaign up by address could act on a campaign the sender did not name.
         if value is None:
             return None
-        if isinstance(value, bool):  # bool is an int subclass; True is not campaign 1
-            raise _problem("must be an integer or a string, not a boolean")
-        if isinstance(value, int):
-            return str(value)
         if isinstance(value, str):
-            return value.strip() or None
-        if isinstance(value, float):
-            raise _problem("must be an integer or a string, not a decimal number")
-        raise _problem("must be an integer or a string")
+            value = value.strip()
+            if not value:
+                return None
+        try:
+            return parse_campaign_id(value)
+        except InvalidCampaignId as exc:
+            raise _problem(exc.problem) from None
 
     @field_validator("email", mode="before")
     @classmethod
-    def _email_plausible(cls, value: Any) -> str | None:
-        # Kept raw as sent; the normalized form is `normalized_email`. Validated here so an
-        # implausible address is rejected at the edge instead of failing later in the worker.
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise _problem("must be a string")
-        if not value.strip():
-            return None
-        try:
-            normalize_email(value)
-        except InvalidEmail as exc:
-            raise _problem(f"is invalid: {exc}") from None
-        return value
+    def _blank_email_is_absent(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("first_name", "last_name", "provider_type", "type", mode="before")
     @classmethod
@@ -230,8 +232,19 @@ class WebhookAccount(BaseModel):
 
     @model_validator(mode="after")
     def _identity_and_meta_tags(self) -> WebhookAccount:
-        if self.email is None and self.campaign_id is None:
-            raise PydanticCustomError(_WHOLE_MESSAGE, IDENTITY_REQUIRED)
+        if self.email is not None:
+            try:
+                self._normalized_email = normalize_email(self.email)
+            except InvalidEmail as exc:  # a non-string too: "email must be a string"
+                self._email_problem = str(exc)
+        if self.campaign_id is None and self._normalized_email is None:
+            if self._email_problem is None:
+                raise PydanticCustomError(_WHOLE_MESSAGE, IDENTITY_REQUIRED)
+            raise PydanticCustomError(
+                _WHOLE_MESSAGE,
+                "account.campaign_id is required when account.email is not usable: "
+                + self._email_problem,
+            )
         # The ms-graph create may carry tags only as `meta.tags` "a,b" (contract §2, [unknown]);
         # campaign.updated has no `tags` at all. Fall back to meta so the tags are not lost.
         if not self.tags and self.meta and self.meta.get("tags"):
@@ -240,8 +253,15 @@ class WebhookAccount(BaseModel):
 
     @property
     def normalized_email(self) -> str | None:
-        """Trimmed, lower-cased address: the form every comparison in warmgate uses."""
-        return None if self.email is None else normalize_email(self.email)
+        """The address in the form every comparison in warmgate uses (warmgate.emails); None
+        when none was sent or it is not a plausible address (see `email_hint_invalid`)."""
+        return self._normalized_email
+
+    @property
+    def email_hint_invalid(self) -> bool:
+        """An email was sent but is no usable address: it is dropped from the hint, not
+        refused (the raw value stays in the payload)."""
+        return self._email_problem is not None
 
 
 class WebhookEnvelope(BaseModel):
@@ -261,6 +281,8 @@ class WebhookEnvelope(BaseModel):
         text = value.strip()
         if not text:
             raise _problem("must not be empty")
+        if len(text) > MAX_EVENT_TYPE_LENGTH:
+            raise _problem(f"is longer than {MAX_EVENT_TYPE_LENGTH} characters")
         return text
 
     @field_validator("action", mode="before")
@@ -284,6 +306,10 @@ class WebhookEnvelope(BaseModel):
     @property
     def normalized_email(self) -> str | None:
         return self.account.normalized_email
+
+    @property
+    def email_hint_invalid(self) -> bool:
+        return self.account.email_hint_invalid
 
     @property
     def dedup_key(self) -> str:

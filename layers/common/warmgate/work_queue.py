@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 
 QUEUE_MESSAGE_SCHEMA: Final = 1
 ATTEMPT_ATTRIBUTE: Final = "attempt"
+# API Gateway's or Lambda's request id is ~40 characters; the cut keeps the message's size bound
+# independent of what a caller passes.
+MAX_REQUEST_ID_LENGTH: Final = 128
 
-# Characters SQS refuses in a message attribute's String value (it accepts #x9, #xA, #xD,
-# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF). They are replaced so that an odd `type` cannot
-# make SendMessage fail forever (the body is pure ASCII, see message_body). Written as the small
+# Characters SQS refuses in a message body or String attribute (it accepts #x9, #xA, #xD,
+# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF), so that odd input cannot make SendMessage fail
+# forever: escaped in the body (message_body), replaced in attributes. Written as the small
 # refused set: the complement's class takes ~10 ms to compile at cold start.
 _NOT_SQS_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -45,6 +48,12 @@ class QueuedWebhook:
 
     The envelope's fields are what the worker routes and dedups on; `payload` is the body as
     Mailivery sent it (parsed, untouched), so a later fix to the parser can re-read it.
+    `email_hint_invalid`: the webhook carried an email that is no usable address (`email` is
+    then None); added within schema 1, so a message without it reads as False.
+
+    Every field is bounded (README "Limits"): `event_type` 128 characters, `campaign_id` 64,
+    `email` 254, `request_id` 128, `payload` by the 64 KiB webhook body; with the worst-case
+    re-serialization of the payload the message stays under SQS's 256 KiB (see message_body).
     """
 
     event_type: str
@@ -54,6 +63,7 @@ class QueuedWebhook:
     received_at: str
     request_id: str
     payload: dict[str, Any]
+    email_hint_invalid: bool = False
     schema: int = QUEUE_MESSAGE_SCHEMA
     # Start/resume attempts already made for this event; travels as the `attempt` message
     # attribute of a re-enqueued copy, so retries stay bounded (warmgate.worker).
@@ -74,8 +84,9 @@ class QueuedWebhook:
             email=envelope.normalized_email,
             dedup_key=envelope.dedup_key,
             received_at=_iso_utc(received_at),
-            request_id=request_id,
+            request_id=request_id[:MAX_REQUEST_ID_LENGTH],
             payload=payload,
+            email_hint_invalid=envelope.email_hint_invalid,
         )
 
     @classmethod
@@ -115,27 +126,37 @@ class QueuedWebhook:
             received_at=str(document["received_at"]),
             request_id=str(document["request_id"]),
             payload=dict(document["payload"]),
+            email_hint_invalid=document.get("email_hint_invalid") is True,
             attempt=attempt,
         )
 
     def message_body(self) -> str:
-        # ensure_ascii: SQS refuses some Unicode (U+FFFE, lone surrogates) that valid JSON can
-        # carry, and a refused message would be retried forever. Escaping at most triples a
-        # 64 KiB body, which stays under SQS's 256 KiB (historical) message limit.
-        return json.dumps(
+        """The JSON body: UTF-8 as sent, with only what SQS refuses escaped.
+
+        Not ensure_ascii: escaping every non-ASCII character (and DEL) makes a byte up to six
+        (`\\u007f`), so a 64 KiB webhook could exceed SQS's 256 KiB. Here a string keeps its
+        size, U+FFFE/U+FFFF/lone surrogates become 6-byte escapes (json.dumps already escapes
+        control characters, and these can only sit inside strings, where the escape means the
+        same). The worst growth left is json's float formatting (`9e15` becomes
+        `9000000000000000.0`, 3.8x): a 64 KiB webhook of such numbers stays under 256 KiB
+        (tests/unit/test_webhook_intake.py builds the largest one).
+        """
+        text = json.dumps(
             {
                 "schema": self.schema,
                 "event_type": self.event_type,
                 "campaign_id": self.campaign_id,
                 "email": self.email,
+                "email_hint_invalid": self.email_hint_invalid,
                 "dedup_key": self.dedup_key,
                 "received_at": self.received_at,
                 "request_id": self.request_id,
                 "payload": self.payload,
             },
-            ensure_ascii=True,
+            ensure_ascii=False,
             separators=(",", ":"),
         )
+        return _NOT_SQS_TEXT.sub(_json_escape, text)
 
     def message_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
         """Routing hints visible without parsing the body (e.g. for a future filter)."""
@@ -150,6 +171,10 @@ class QueuedWebhook:
 
 def _sqs_text(value: str) -> str:
     return _NOT_SQS_TEXT.sub("\ufffd", value) or "\ufffd"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class WorkQueue:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from warmgate.campaign_ids import InvalidCampaignId
 from warmgate.mailivery.client import ConsentRequest, MailiveryClient, RetryPolicy
 from warmgate.mailivery.contract import VendorContract
 from warmgate.mailivery.errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "ConsentLink",
     "ConsentRequest",
     "FeatureDisabled",
+    "InvalidCampaignId",
     "MailiveryClient",
     "MailiveryError",
     "NotFound",

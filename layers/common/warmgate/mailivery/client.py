@@ -5,6 +5,9 @@
 - Only idempotent reads are retried, with jittered exponential backoff or Retry-After.
   The ms-graph create is never retried: a repeated create can mint a second consent link and
   so a second campaign (contract §1, Idempotency).
+- A campaign id becomes a path segment only after warmgate.campaign_ids accepted it; otherwise
+  InvalidCampaignId (a ValueError) before any request or budget token: httpx resolves `.` and
+  `..` segments, so `delete_campaign("..")` would otherwise send `DELETE /api/v1`.
 - Everything the vendor reference leaves open comes from `VendorContract` (contract.py).
 """
 
@@ -21,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from warmgate.campaign_ids import parse_campaign_id
 from warmgate.mailivery.contract import BodyEncoding, TagsPlacement, VendorContract
 from warmgate.mailivery.errors import (
     TRANSIENT_ERRORS,
@@ -241,9 +245,11 @@ class MailiveryClient:
         unwrap: bool = True,
         allow_empty: bool = False,
     ) -> tuple[Any, str]:
-        """One logical call: returns (payload, request id) or raises a MailiveryError."""
+        """One logical call: returns (payload, request id) or raises a MailiveryError, or
+        InvalidCampaignId for an unusable id before anything is sent."""
         path = path_template.format(
-            campaign_id=quote(str(campaign_id), safe="") if campaign_id is not None else "",
+            # Letters, digits, '_' and '-' only: nothing to quote, nothing that moves the path.
+            campaign_id=parse_campaign_id(campaign_id) if campaign_id is not None else "",
             email=quote(email, safe="@") if email is not None else "",
         )
         retryable = method == "GET"
