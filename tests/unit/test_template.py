@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from devstack.template import load_template, translate_template
+from warmgate import time_budget
+from warmgate.settings import Settings, load_settings
 
 FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction", "ReconcilerFunction")
 
@@ -87,10 +89,57 @@ def test_template_worker_trigger_reports_partial_failures_and_caps_concurrency()
 def test_template_queue_visibility_covers_six_worker_timeouts_plus_window() -> None:
     template = load_template()
     worker = template["Resources"]["WorkerFunction"]["Properties"]
-    timeout = worker.get("Timeout", template["Globals"]["Function"]["Timeout"])
+    timeout = timeout_of("WorkerFunction")
     window = worker["Events"]["WorkQueueBatch"]["Properties"]["MaximumBatchingWindowInSeconds"]
     visibility = template["Resources"]["WorkQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= 6 * timeout + window
+
+
+def timeout_of(function: str) -> int:
+    template = load_template()
+    timeout: int = template["Resources"][function]["Properties"].get(
+        "Timeout", template["Globals"]["Function"]["Timeout"]
+    )
+    return timeout
+
+
+def settings_of(function: str) -> Settings:
+    """The settings the function runs with: the template's literal environment, else defaults."""
+    template = load_template()
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    props = template["Resources"][function]["Properties"]
+    variables |= props.get("Environment", {}).get("Variables", {})
+    return load_settings(
+        environ={k: str(v) for k, v in variables.items() if not isinstance(v, dict)}
+    )
+
+
+# One unit of work per function that calls Mailivery; the webhook function never does.
+UNIT_OF_WORK = {
+    "OnboardingFunction": time_budget.onboarding_request_seconds,
+    "WorkerFunction": time_budget.worker_record_seconds,
+    "ReconcilerFunction": time_budget.reconciler_page_seconds,
+}
+
+
+@pytest.mark.parametrize("function", sorted(UNIT_OF_WORK))
+def test_template_function_timeout_exceeds_worst_case_of_one_unit_of_work(function: str) -> None:
+    worst_case = UNIT_OF_WORK[function](settings_of(function))
+
+    assert timeout_of(function) > worst_case
+
+
+def test_template_api_functions_answer_within_http_api_integration_timeout() -> None:
+    for name, definition in load_template()["Resources"].items():
+        events = (definition.get("Properties") or {}).get("Events", {}).values()
+        if any(event["Type"] == "HttpApi" for event in events):
+            assert timeout_of(name) <= 30, f"{name}: HTTP API gives up after 30 s"
+
+
+def test_template_claim_lease_outlasts_a_claim_held_by_a_live_worker() -> None:
+    settings = settings_of("WorkerFunction")
+
+    assert settings.claim_lease_seconds > time_budget.claim_hold_seconds(settings)
 
 
 def test_template_queues_encrypted_and_dlq_keeps_14_days() -> None:
