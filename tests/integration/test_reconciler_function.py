@@ -21,6 +21,7 @@ from tests.integration.harness import (
 )
 from warmgate.mailivery import UnexpectedResponse
 from warmgate.repository import MailboxRepository, ReconcilerCursor
+from warmgate.time_budget import reconciler_page_seconds
 
 
 def reconcile(stack: Stack, context: LambdaContext | None = None) -> dict[str, Any]:
@@ -252,8 +253,8 @@ def test_reconciler_with_too_little_time_left_reads_no_page_but_still_expires(
     stack.expect()
     expire(stack)
     stack.consent(stack.expect("grace@contoso.com"))
-    module = load_function("reconciler")
-    too_little = math.ceil(module.reconciler._page_seconds * 1000) - 1
+    page_seconds = reconciler_page_seconds(load_function("reconciler").settings)
+    too_little = math.ceil(page_seconds * 1000) - 1
 
     report = reconcile(stack, LambdaContext(remaining_ms=too_little))
 
@@ -263,15 +264,21 @@ def test_reconciler_with_too_little_time_left_reads_no_page_but_still_expires(
     assert list_calls(stack) == []
 
 
+def read_one_page_then_429(stack: Stack, monkeypatch: pytest.MonkeyPatch, campaigns: int) -> None:
+    """`campaigns` stranded, one a page; a run reads page 1, then Mailivery answers 429: the
+    stored cursor says page 2, at version 1."""
+    monkeypatch.setenv("MAILIVERY_CONTRACT_OVERRIDES", '{"per_page": 1}')
+    for n in range(campaigns):
+        stack.consent(stack.expect(f"box{n}@contoso.com"))
+    stack.control.set_rate_limit(1)
+    reconcile(stack)
+    stack.control.set_rate_limit(240)
+
+
 def test_reconciler_unreadable_answer_fails_the_run_and_keeps_the_cursor(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MAILIVERY_CONTRACT_OVERRIDES", '{"per_page": 1}')
-    for n in range(3):
-        stack.consent(stack.expect(f"box{n}@contoso.com"))
-    stack.control.set_rate_limit(1)
-    reconcile(stack)  # page 1, then a 429: the cursor says page 2
-    stack.control.set_rate_limit(240)
+    read_one_page_then_429(stack, monkeypatch, campaigns=3)
     stack.control.set_faults(garbage_rate=1.0, paths=[r"/campaigns$"], count=1)
 
     with pytest.raises(UnexpectedResponse, match="campaign list has no data array"):
@@ -283,12 +290,7 @@ def test_reconciler_unreadable_answer_fails_the_run_and_keeps_the_cursor(
 def test_reconciler_another_run_moving_the_cursor_stops_this_one(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MAILIVERY_CONTRACT_OVERRIDES", '{"per_page": 1}')
-    for n in range(2):
-        stack.consent(stack.expect(f"box{n}@contoso.com"))
-    stack.control.set_rate_limit(1)
-    reconcile(stack)  # stored: page 2, version 1
-    stack.control.set_rate_limit(240)
+    read_one_page_then_429(stack, monkeypatch, campaigns=2)
     # This run read the cursor before the other run saved it: it still sees no cursor.
     monkeypatch.setattr(MailboxRepository, "get_reconciler_cursor", lambda self: ReconcilerCursor())
 

@@ -58,8 +58,8 @@ def seconds_left(context: LambdaContext) -> float:
 
 
 class OutOfTime(Exception):
-    """Less of the invocation is left than the worst case of the next unit of work: it is not
-    started, and goes back to where it came from (its queue, or the reconciler's cursor)."""
+    """Less of the invocation is left than the worst case of the next record: it is not
+    started, and SQS delivers it again."""
 
     def __init__(self, left: float, needed: float) -> None:
         super().__init__(f"{left:.1f} s left of the invocation, a record may need {needed:.1f} s")
