@@ -90,7 +90,7 @@ def run(argv: Sequence[str]) -> int:
         "--visibility-timeout",
         type=int,
         metavar="SECONDS",
-        help="local-only: every queue's VisibilityTimeout (WorkQueue's is 210 s; 2 makes a "
+        help="local-only: every queue's VisibilityTimeout (WorkQueue's is 1100 s; 2 makes a "
         "failing message reach WorkDLQ in ~10 s)",
     )
     parser.add_argument(

@@ -14,6 +14,7 @@ from warmgate.rate_budget import RateBudget
 from warmgate.reconciler import Reconciler
 from warmgate.repository import MailboxRepository
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.time_budget import reconciler_page_seconds, seconds_left
 from warmgate.work_queue import WorkQueue
 
 settings = load_settings(
@@ -30,6 +31,7 @@ reconciler = Reconciler(
     MailboxRepository(dynamodb, table),
     client_from_settings(settings, throttle=budget.acquire),
     WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
+    page_seconds=reconciler_page_seconds(settings),
 )
 
 METRICS = {
@@ -38,14 +40,22 @@ METRICS = {
     "enqueued": "StrandedCampaignsQueued",
     "unexpected_pending": "UnexpectedPendingCampaigns",
     "resumes_requeued": "ResumeRequestsRequeued",
+    "pages_read": "ReconcilePagesRead",
 }
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = asdict(reconciler.run())
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Stopping early (Mailivery or the budget said "not now", or time ran short) is a clean
+    # end, counted in ReconcileInterrupted; any exception fails the run (ReconcilerErrorsAlarm).
+    report = asdict(reconciler.run(time_left=lambda: seconds_left(context)))
     for field, metric in METRICS.items():
         metrics.add_metric(name=metric, unit="Count", value=report[field])
+    stopped_early = report["interrupted"] is not None
+    metrics.add_metric(name="ReconcileInterrupted", unit="Count", value=int(stopped_early))
+    metrics.add_metric(
+        name="ReconcilePassCompleted", unit="Count", value=int(report["pass_completed"])
+    )
     logger.info("reconciled", extra=report)
     return report

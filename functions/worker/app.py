@@ -6,17 +6,19 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.observability import logger, metrics
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.time_budget import (
+    OutOfTime,
+    TimeBoxedBatchProcessor,
+    ensure_time_for,
+    worker_record_seconds,
+)
 from warmgate.work_queue import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
 from warmgate.worker import RetryLater, worker_from_settings
 
@@ -33,16 +35,30 @@ settings = load_settings(
 )
 worker = worker_from_settings(settings, boto3.client("dynamodb"))
 work_queue = WorkQueue(boto3.client("sqs"), settings.work_queue_url or "")
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = TimeBoxedBatchProcessor(event_type=EventType.SQS)
+# A record is started only while this much of the invocation is left (template: Timeout).
+RECORD_SECONDS = worker_record_seconds(settings)
 
 
-def handle_record(record: SQSRecord) -> None:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     try:
+        _ensure_time_left(lambda_context)
         _handle(record)
     except Exception:
         if int(record.attributes.approximate_receive_count) >= MAX_RECEIVES:
             metrics.add_metric(name="DlqBound", unit="Count", value=1)
             logger.exception("last receive failed: the message goes to WorkDLQ")
+        raise
+
+
+def _ensure_time_left(context: LambdaContext) -> None:
+    """Start a record only if it can finish: else it is reported failed without being touched
+    (TimeBoxedBatchProcessor), and SQS delivers it again after the visibility timeout."""
+    try:
+        ensure_time_for(context, RECORD_SECONDS)
+    except OutOfTime as late:
+        logger.info("record not started: too little time left", extra={"reason": str(late)})
+        metrics.add_metric(name="OutOfTime", unit="Count", value=1)
         raise
 
 

@@ -50,6 +50,12 @@ class LambdaContext:
     invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:warmgate-test"
     aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.remaining_ms = remaining_ms  # default: Lambda's longest timeout, 15 minutes
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
 
 def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) -> None:
     env = {
@@ -127,7 +133,13 @@ class Stack:
     def consent(self, url: str, email: str | None = None) -> str:
         return str(self.control.consent(url=url, email=email)["campaign"]["id"])
 
-    def deliver(self, *bodies: str, receive_count: int = 1, attempt: int = 0) -> list[str]:
+    def deliver(
+        self,
+        *bodies: str,
+        receive_count: int = 1,
+        attempt: int = 0,
+        context: LambdaContext | None = None,
+    ) -> list[str]:
         """Invoke the worker with one SQS batch (each message with that `attempt` attribute);
         returns the failed message ids."""
         event = read_event("worker-batch-valid.json")
@@ -143,7 +155,7 @@ class Stack:
                     "attempt": {"stringValue": str(attempt), "dataType": "Number"}
                 }
             records.append(record)
-        response = self.worker.lambda_handler({"Records": records}, LambdaContext())
+        response = self.worker.lambda_handler({"Records": records}, context or LambdaContext())
         return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
     def drain(self) -> int:

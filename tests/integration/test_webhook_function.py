@@ -629,10 +629,17 @@ def test_webhook_function_template_route_has_no_authorizer_and_least_privilege()
     assert route["Properties"]["Path"] == "/webhooks/mailivery/{token}"
     assert route["Properties"]["Method"] == "POST"
     assert route["Properties"]["Auth"] == {"Authorizer": "NONE"}
-    statements = [s for policy in props["Policies"] for s in policy["Statement"]]
-    assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
-        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]})),
-        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "WebhookTokenSecret"})),
+    assert props["Role"] == {"Fn::GetAtt": ["WebhookFunctionRole", "Arn"]}
+    role = resource("WebhookFunctionRole")["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert {(json.dumps(s["Action"]), json.dumps(s["Resource"])) for s in statements} == {
+        (
+            json.dumps(["logs:CreateLogStream", "logs:PutLogEvents"]),
+            json.dumps({"Fn::GetAtt": ["WebhookLogGroup", "Arn"]}),
+        ),
+        (json.dumps(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), json.dumps("*")),
+        (json.dumps("sqs:SendMessage"), json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]})),
+        (json.dumps("secretsmanager:GetSecretValue"), json.dumps({"Ref": "WebhookTokenSecret"})),
     }
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": "WebhookLogGroup"}}
 

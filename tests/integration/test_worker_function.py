@@ -7,6 +7,7 @@ sandbox's consent step, so every test runs the onboarding flow as it happens in 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -326,6 +327,54 @@ def test_worker_malformed_body_on_last_receive_counts_dlq_bound(
     with pytest.raises(BatchProcessingError):
         stack.worker.lambda_handler(event, LambdaContext())
     assert '"DlqBound"' in capsys.readouterr().out
+
+
+class ClockedContext(LambdaContext):
+    """The time left at each look: one value per record the worker considers."""
+
+    def __init__(self, *remaining_ms: int) -> None:
+        super().__init__()
+        self._looks = iter(remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return next(self._looks)
+
+
+def test_worker_batch_with_too_little_time_left_is_reported_not_started(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = stack.consent(stack.expect())
+    second = stack.consent(stack.expect("grace@contoso.com"))
+    calls_before = len(stack.control.calls())
+    too_little = math.ceil(stack.worker.RECORD_SECONDS * 1000) - 1
+
+    failures = stack.deliver(
+        pending(first),
+        pending(second, "grace@contoso.com"),
+        context=LambdaContext(remaining_ms=too_little),
+    )
+
+    assert failures == ["message-0", "message-1"]  # a partial response, not an exception
+    assert stack.control.calls()[calls_before:] == []  # not even the re-read
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert '"OutOfTime":[1.0,1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_worker_stops_starting_records_when_one_more_might_not_finish(stack: Stack) -> None:
+    first = stack.consent(stack.expect())
+    second = stack.consent(stack.expect("grace@contoso.com"))
+    enough = math.ceil(stack.worker.RECORD_SECONDS * 1000)
+
+    failures = stack.deliver(
+        pending(first),
+        pending(second, "grace@contoso.com"),
+        context=ClockedContext(enough, enough - 1),
+    )
+
+    assert failures == ["message-1"]
+    assert stack.mailbox()["state"] == "warming"
+    assert stack.mailbox("grace@contoso.com")["state"] == "consent_requested"
+    assert len(stack.vendor_calls("/start-warmup")) == 1
 
 
 def test_worker_unknown_event_type_is_acknowledged(stack: Stack) -> None:

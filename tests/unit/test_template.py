@@ -3,13 +3,21 @@ and from the CloudFormation the SAM transform makes of it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from devstack.template import load_template, translate_template
 from tests.webhook_bodies import SQS_MAX_MESSAGE_BYTES
+from warmgate import time_budget
+from warmgate.decisions import Outcome
+from warmgate.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction", "ReconcilerFunction")
 
@@ -26,6 +34,31 @@ def resources_of(kind: str) -> dict[str, dict[str, Any]]:
 def statements(function: str) -> list[dict[str, Any]]:
     role = translated()[f"{function}Role"]["Properties"]
     return [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def timeout_of(function: str) -> int:
+    template = load_template()
+    timeout: int = template["Resources"][function]["Properties"].get(
+        "Timeout", template["Globals"]["Function"]["Timeout"]
+    )
+    return timeout
+
+
+def environment_of(function: str) -> dict[str, Any]:
+    template = load_template()
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    props = template["Resources"][function]["Properties"]
+    return variables | props.get("Environment", {}).get("Variables", {})
+
+
+def settings_of(function: str) -> Settings:
+    """The settings the function runs with: the template's literal environment, else defaults."""
+    literal = {k: str(v) for k, v in environment_of(function).items() if not isinstance(v, dict)}
+    return load_settings(environ=literal)
 
 
 def test_template_logical_ids_match_architecture() -> None:
@@ -50,17 +83,96 @@ def test_template_function_logs_to_own_group_with_retention(function: str) -> No
     assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+# --- least privilege -------------------------------------------------------------------------
+
+# The only statements allowed a wildcard resource: AWS offers nothing narrower for them.
+WILDCARD_RESOURCE_ALLOWED = {
+    # X-Ray has no resource-level permissions; Lambda's active tracing (Globals: Tracing)
+    # sends each function's segments with the function's own role.
+    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+}
+
+
+def iam_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every statement of every IAM policy the deployed stack holds (after the SAM transform)."""
+    for name, resource in translated().items():
+        props = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [policy["PolicyDocument"] for policy in props.get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [props["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for statement in document["Statement"]:
+                yield name, statement
+
+
+def is_wildcard(resource: Any) -> bool:
+    text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
+    text = text[0] if isinstance(text, list) else text  # Fn::Sub: [template, variables]
+    return isinstance(text, str) and "*" in text
+
+
+def test_template_iam_has_no_wildcard_resource_except_where_aws_requires_it() -> None:
+    checked = 0
+    for owner, statement in iam_statements():
+        checked += 1
+        if any(is_wildcard(r) for r in as_list(statement["Resource"])):
+            assert frozenset(as_list(statement["Action"])) in WILDCARD_RESOURCE_ALLOWED, (
+                owner,
+                statement,
+            )
+    assert checked >= 4 * 4  # every function's role was seen
+
+
+def test_template_iam_allows_named_actions_only() -> None:
+    for owner, statement in iam_statements():
+        assert statement["Effect"] == "Allow", (owner, statement)
+        assert all("*" not in action for action in as_list(statement["Action"])), (owner, statement)
+
+
+def test_template_iam_roles_attach_no_managed_policy() -> None:
+    # AWS managed policies are opaque to the checks above, and those SAM attaches to the roles
+    # it generates grant "*" (AWSLambdaBasicExecutionRole, AWSLambdaSQSQueueExecutionRole).
+    roles = {k: v for k, v in translated().items() if v["Type"] == "AWS::IAM::Role"}
+    # The functions' own, and the one SAM makes for the reconciler's EventBridge schedule.
+    assert set(roles) == {f"{f}Role" for f in FUNCTIONS} | {"ReconcilerFunctionScheduleRole"}
+    for name, role in roles.items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_template_function_policies_name_resources_and_actions(function: str) -> None:
-    found = statements(function)
-    assert found, f"{function} has no inline policy"
-    for statement in found:
-        assert statement["Effect"] == "Allow"
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+def test_template_function_has_its_own_role_writing_only_its_own_log_group(function: str) -> None:
+    props = load_template()["Resources"][function]["Properties"]
+    assert props["Role"] == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
+    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    logs = [
+        s for s in statements(function) if any(a.startswith("logs:") for a in as_list(s["Action"]))
+    ]
+    assert [(s["Action"], s["Resource"]) for s in logs] == [
+        (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::GetAtt": [log_group, "Arn"]})
+    ]
+
+
+def test_template_worker_sqs_permissions_are_work_queue_only() -> None:
+    granted = {
+        (action, str(statement["Resource"]))
+        for statement in statements("WorkerFunction")
+        for action in as_list(statement["Action"])
+        if action.startswith("sqs:")
+    }
+    work_queue = str({"Fn::GetAtt": ["WorkQueue", "Arn"]})
+    # The event source mapping's three (AWS's documented set), and SendMessage to defer.
+    assert granted == {
+        (action, work_queue)
+        for action in (
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:SendMessage",
         )
-        assert all("*" not in action for action in actions), statement
-        assert statement["Resource"] != "*", statement
+    }
 
 
 def test_template_only_mailbox_routes_use_iam_and_webhook_route_none() -> None:
@@ -89,10 +201,38 @@ def test_template_worker_trigger_reports_partial_failures_and_caps_concurrency()
 def test_template_queue_visibility_covers_six_worker_timeouts_plus_window() -> None:
     template = load_template()
     worker = template["Resources"]["WorkerFunction"]["Properties"]
-    timeout = worker.get("Timeout", template["Globals"]["Function"]["Timeout"])
+    timeout = timeout_of("WorkerFunction")
     window = worker["Events"]["WorkQueueBatch"]["Properties"]["MaximumBatchingWindowInSeconds"]
     visibility = template["Resources"]["WorkQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= 6 * timeout + window
+
+
+# One unit of work per function that calls Mailivery; the webhook function never does.
+UNIT_OF_WORK = {
+    "OnboardingFunction": time_budget.onboarding_request_seconds,
+    "WorkerFunction": time_budget.worker_record_seconds,
+    "ReconcilerFunction": time_budget.reconciler_page_seconds,
+}
+
+
+@pytest.mark.parametrize("function", sorted(UNIT_OF_WORK))
+def test_template_function_timeout_exceeds_worst_case_of_one_unit_of_work(function: str) -> None:
+    worst_case = UNIT_OF_WORK[function](settings_of(function))
+
+    assert timeout_of(function) > worst_case
+
+
+def test_template_api_functions_answer_within_http_api_integration_timeout() -> None:
+    for name, definition in load_template()["Resources"].items():
+        events = (definition.get("Properties") or {}).get("Events", {}).values()
+        if any(event["Type"] == "HttpApi" for event in events):
+            assert timeout_of(name) <= 30, f"{name}: HTTP API gives up after 30 s"
+
+
+def test_template_claim_lease_outlasts_a_claim_held_by_a_live_worker() -> None:
+    settings = settings_of("WorkerFunction")
+
+    assert settings.claim_lease_seconds > time_budget.claim_hold_seconds(settings)
 
 
 def test_template_queues_encrypted_and_dlq_keeps_14_days() -> None:
@@ -147,23 +287,6 @@ def test_template_outputs_needed_by_operators() -> None:
     )
 
 
-# Managed policies SAM attaches; AWSLambdaSQSQueueExecutionRole grants the SQS poller's actions
-# on "*": the one documented exception to per-resource policies (see WorkerFunction's comment).
-ALLOWED_MANAGED_POLICIES = {
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
-}
-
-
-@pytest.mark.parametrize("function", FUNCTIONS)
-def test_template_function_managed_policies_are_the_documented_ones(function: str) -> None:
-    managed = set(translated()[f"{function}Role"]["Properties"].get("ManagedPolicyArns", []))
-    assert managed <= ALLOWED_MANAGED_POLICIES
-    sqs_poller = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
-    assert (sqs_poller in managed) == (function == "WorkerFunction")
-
-
 def test_template_every_alarm_notifies_the_optional_topic() -> None:
     alarms = resources_of("AWS::CloudWatch::Alarm")
     assert {
@@ -171,6 +294,8 @@ def test_template_every_alarm_notifies_the_optional_topic() -> None:
         "WorkerErrorsAlarm",
         "UnexpectedCampaignsAlarm",
         "StartFailuresAlarm",
+        "ReconcilerErrorsAlarm",
+        "WebhookFailuresAlarm",
     } <= set(alarms)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == {
@@ -178,15 +303,55 @@ def test_template_every_alarm_notifies_the_optional_topic() -> None:
         }
 
 
-def test_template_alarmed_metric_names_are_ones_the_worker_emits() -> None:
-    from warmgate.decisions import Outcome
+def alarmed_metrics() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(alarm, {Namespace, MetricName, Dimensions}) for every metric an alarm watches."""
+    for name, alarm in resources_of("AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        if "MetricName" in props:
+            yield name, {k: props[k] for k in ("Namespace", "MetricName", "Dimensions")}
+        for query in props.get("Metrics", []):
+            if "MetricStat" in query:
+                yield name, query["MetricStat"]["Metric"]
 
-    alarms = resources_of("AWS::CloudWatch::Alarm")
-    names = {alarms["StartFailuresAlarm"]["Properties"]["MetricName"]}
-    for query in alarms["UnexpectedCampaignsAlarm"]["Properties"]["Metrics"]:
-        if "MetricStat" in query:
-            names.add(query["MetricStat"]["Metric"]["MetricName"])
-    assert names <= {outcome.value for outcome in Outcome}
+
+def test_template_alarms_watch_custom_metrics_where_powertools_puts_them() -> None:
+    variables = environment_of("WorkerFunction")
+    custom = [(a, m) for a, m in alarmed_metrics() if not m["Namespace"].startswith("AWS/")]
+    assert custom
+    for alarm, metric in custom:
+        emitted = EphemeralMetrics(
+            namespace=variables["POWERTOOLS_METRICS_NAMESPACE"],
+            service=variables["POWERTOOLS_SERVICE_NAME"],
+        )
+        emitted.add_metric(name=metric["MetricName"], unit="Count", value=1)
+        blob = emitted.serialize_metric_set()
+        (directive,) = blob["_aws"]["CloudWatchMetrics"]
+        (dimension_set,) = directive["Dimensions"]
+        assert metric["Namespace"] == directive["Namespace"], alarm
+        assert {d["Name"]: d["Value"] for d in metric["Dimensions"]} == {
+            key: blob[key] for key in dimension_set
+        }, alarm
+
+
+def test_template_alarmed_custom_metrics_are_emitted_by_the_code() -> None:
+    code = "".join(
+        path.read_text()
+        for folder in ("functions", "layers/common/warmgate")
+        for path in (ROOT / folder).rglob("*.py")
+    )
+    outcomes = {outcome.value for outcome in Outcome}  # the worker's metric per outcome
+    for alarm, metric in alarmed_metrics():
+        name = metric["MetricName"]
+        if not metric["Namespace"].startswith("AWS/"):
+            assert name in outcomes or f'"{name}"' in code, (alarm, name)
+
+
+def test_template_alarmed_function_metrics_name_a_function_of_the_stack() -> None:
+    for alarm, metric in alarmed_metrics():
+        if metric["Namespace"] == "AWS/Lambda":
+            (dimension,) = metric["Dimensions"]
+            assert dimension["Name"] == "FunctionName", alarm
+            assert dimension["Value"]["Ref"] in FUNCTIONS, alarm
 
 
 def test_template_no_hard_coded_physical_names() -> None:

@@ -32,6 +32,9 @@ MICRO = 1_000_000  # micro-tokens per token
 DEFAULT_BURST = 5
 MAX_CONFLICTS = 20  # lost conditional writes in one acquire before giving up
 CONFLICT_RETRY_AFTER = 0.05  # seconds; heavy contention clears fast, the caller backs off a bit
+# How long one acquire may sleep for a token by default. Part of every Mailivery call's
+# worst case (warmgate.time_budget), so the functions' timeouts are sized with it.
+DEFAULT_MAX_WAIT = 1.0
 
 
 class BudgetExhausted(Exception):
@@ -75,7 +78,7 @@ class RateBudget:
     def refill_per_second(self) -> float:
         return self._refill_micro_per_minute / MICRO / 60
 
-    def acquire(self, max_wait: float = 1.0) -> None:
+    def acquire(self, max_wait: float = DEFAULT_MAX_WAIT) -> None:
         """Take one token; sleep (≤ max_wait total) if one is due soon, else raise BudgetExhausted.
 
         The wait is bounded by time actually slept, not by the clock, so it always terminates

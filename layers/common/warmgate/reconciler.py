@@ -1,40 +1,67 @@
 """Reconciler: what a lost webhook would strand, found from Mailivery's side and re-queued.
 
 Mailivery documents no webhook retries, and its reference says campaigns that "never start
-warming up" are almost always a missed start call. So, on a schedule:
+warming up" are almost always a missed start call. So, on a schedule, one sweep after another:
 1. expectations past their expiry become `expired` (a late webhook is then unexpected);
 2. pending ms-graph campaigns whose email has a live expectation not yet handled are queued
    for the worker with the webhook's own message shape: the worker stays the one place that
    decides, with the same re-read, claims and idempotency;
 3. resume requests still waiting after RESUME_REQUEUE_AFTER (their message was lost, or the
    API could not send it) are queued again.
+
+Sweep 2 reads Mailivery's campaign list page by page and keeps its place in a cursor item
+(`reconciler#cursor`, conditional writes), saved after each page. When Mailivery or the shared
+request budget says "not now" (a 429 or a Retry-After too long to sleep through, 5xx or
+timeouts after the client's retries, the budget used up), or too little of the invocation is
+left for another page, the run stops cleanly and reports why; the next run continues at the
+saved page. Anything else (a bug, an answer we cannot read, AWS failing) is raised: the
+function's Errors alarm. A crash between queueing a page and saving the cursor queues that
+page again next run, which the worker absorbs as duplicates.
+
+The list is filtered on `pending`, so a campaign leaving that state between two runs shifts
+the later ones one place forward and a resumed pass may miss one; it is found by the next
+pass, which starts at page 1 once the last page has been read.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
 from warmgate.mailboxes import ExpectedMailbox, MailboxEvent, MailboxState, iso, parse_iso, utc_now
-from warmgate.mailivery import CampaignStatus, MailiveryClient
+from warmgate.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
 from warmgate.observability import logger
-from warmgate.repository import MailboxRepository, StaleRecord
+from warmgate.rate_budget import BudgetExhausted
+from warmgate.repository import MailboxRepository, ReconcilerCursor, StaleRecord
 from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 RECONCILED_EVENT_TYPE = "campaign.pending"  # what the missed webhook would have said
+# Mailivery or our budget asking us to come back later: stop here, continue next run.
+NOT_NOW: tuple[type[Exception], ...] = (BudgetExhausted, *TRANSIENT_ERRORS)
+MAX_PAGES_PER_RUN = 1000  # a list whose metadata always says "more" still ends
 RESUME_REQUEUE_AFTER = timedelta(minutes=5)  # far above a queued resume's normal latency
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReconcileReport:
+    """What one run did; each sweep adds its own counts."""
+
     expired: int = 0
     pending_seen: int = 0
     enqueued: int = 0
     unexpected_pending: int = 0
+    pages_read: int = 0
     resumes_requeued: int = 0
+    pass_completed: bool = False  # this run read the last page: the next starts at page 1
+    interrupted: str | None = None  # why this run stopped early, its cursor saved
+
+
+def _unbounded() -> float:
+    return math.inf
 
 
 class Reconciler:
@@ -44,62 +71,29 @@ class Reconciler:
         mailivery: MailiveryClient,
         queue: WorkQueue,
         *,
+        page_seconds: float = 0.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repository = repository
         self._mailivery = mailivery
         self._queue = queue
+        self._page_seconds = page_seconds  # the worst case of one page (time_budget)
         self._clock = clock
 
-    def run(self) -> ReconcileReport:
+    def run(self, time_left: Callable[[], float] = _unbounded) -> ReconcileReport:
+        """One run; `time_left` is the invocation's remaining time in seconds."""
+        report = ReconcileReport()
         now = self._clock()
-        awaiting, expired = self._expire_stale(now)
-        resumes = self._requeue_resume_requests(now)
-        pending_seen = enqueued = unexpected = 0
-        # The status filter is [unknown] to Mailivery's API: filter again on our side.
-        for campaign in self._mailivery.iter_campaigns(status=CampaignStatus.PENDING.value):
-            if campaign.status is not CampaignStatus.PENDING or not campaign.is_ms_graph:
-                continue
-            pending_seen += 1
-            mailbox = awaiting.get(campaign.email or "")
-            if mailbox is None:
-                unexpected += 1
-                continue
-            self._queue.send(
-                QueuedWebhook(
-                    event_type=RECONCILED_EVENT_TYPE,
-                    campaign_id=campaign.campaign_id,
-                    email=campaign.email,
-                    dedup_key=f"{RECONCILED_EVENT_TYPE}:{campaign.campaign_id}",
-                    received_at=iso(now),
-                    request_id=f"reconciler-{uuid.uuid4()}",
-                    payload={"source": "reconciler", "campaign": campaign.raw},
-                )
-            )
-            enqueued += 1
-            logger.info(
-                "queued a pending campaign no webhook delivered",
-                extra={"campaign_id": campaign.campaign_id},
-            )
-        return ReconcileReport(expired, pending_seen, enqueued, unexpected, resumes)
+        awaiting = self._expire_stale(now, report)
+        self._requeue_resume_requests(now, report)
+        self._requeue_stranded(awaiting, now, time_left, report)
+        return report
 
-    def _requeue_resume_requests(self, now: datetime) -> int:
-        requeued = 0
-        for mailbox in self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,)):
-            if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
-                continue
-            self._queue.send(
-                QueuedWebhook.for_campaign(
-                    RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
-                )
-            )
-            requeued += 1
-        return requeued
+    # --- sweep 1: expectations past their expiry -------------------------------------------
 
-    def _expire_stale(self, now: datetime) -> tuple[dict[str, ExpectedMailbox], int]:
+    def _expire_stale(self, now: datetime, report: ReconcileReport) -> dict[str, ExpectedMailbox]:
         """Expire what is past its expiry; return the live expectations still awaiting a start."""
         awaiting: dict[str, ExpectedMailbox] = {}
-        expired = 0
         states = (MailboxState.CONSENT_REQUESTED, MailboxState.VERIFYING)
         for mailbox in self._repository.scan_mailboxes(states):
             if mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now):
@@ -113,9 +107,102 @@ class Reconciler:
                         ),
                         read_version=mailbox.version,
                     )
-                    expired += 1
+                    report.expired += 1
                 except StaleRecord:
                     pass  # changed meanwhile (a webhook was handled): the next run sees it
                 continue
             awaiting[mailbox.email] = mailbox
-        return awaiting, expired
+        return awaiting
+
+    # --- sweep 3 (first: no vendor call): resume requests whose message went missing --------
+
+    def _requeue_resume_requests(self, now: datetime, report: ReconcileReport) -> None:
+        for mailbox in self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,)):
+            if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
+                continue
+            self._queue.send(
+                QueuedWebhook.for_campaign(
+                    RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
+                )
+            )
+            report.resumes_requeued += 1
+
+    # --- sweep 2: pending campaigns no webhook announced -----------------------------------
+
+    def _requeue_stranded(
+        self,
+        awaiting: dict[str, ExpectedMailbox],
+        now: datetime,
+        time_left: Callable[[], float],
+        report: ReconcileReport,
+    ) -> None:
+        cursor = self._repository.get_reconciler_cursor()
+        if cursor.next_page == 1:
+            cursor = replace(cursor, pass_started_at=iso(now))
+        for _ in range(MAX_PAGES_PER_RUN):
+            left = time_left()
+            if left < self._page_seconds:
+                self._stop(report, cursor, f"{left:.1f} s left, a page may need more")
+                return
+            try:
+                page = self._mailivery.list_campaigns(
+                    page=cursor.next_page, status=CampaignStatus.PENDING.value
+                )
+            except NOT_NOW as exc:
+                self._stop(report, cursor, f"{type(exc).__name__}: {exc}")
+                return
+            report.pages_read += 1
+            for campaign in page.campaigns:
+                self._requeue_if_stranded(campaign, awaiting, now, report)
+            advanced = replace(
+                cursor, next_page=page.page + 1 if page.has_more else 1, updated_at=iso(now)
+            )
+            try:
+                cursor = self._repository.save_reconciler_cursor(advanced)
+            except StaleRecord:
+                self._stop(report, cursor, "another run moved the cursor meanwhile")
+                return
+            if not page.has_more:
+                report.pass_completed = True
+                logger.info("reconciled every page", extra={"since": cursor.pass_started_at})
+                return
+        self._stop(report, cursor, f"read {MAX_PAGES_PER_RUN} pages in one run")
+
+    def _requeue_if_stranded(
+        self,
+        campaign: Campaign,
+        awaiting: dict[str, ExpectedMailbox],
+        now: datetime,
+        report: ReconcileReport,
+    ) -> None:
+        # The status filter is [unknown] to Mailivery's API: filter again on our side.
+        if campaign.status is not CampaignStatus.PENDING or not campaign.is_ms_graph:
+            return
+        report.pending_seen += 1
+        if (campaign.email or "") not in awaiting:
+            report.unexpected_pending += 1
+            return
+        self._queue.send(
+            QueuedWebhook(
+                event_type=RECONCILED_EVENT_TYPE,
+                campaign_id=campaign.campaign_id,
+                email=campaign.email,
+                dedup_key=f"{RECONCILED_EVENT_TYPE}:{campaign.campaign_id}",
+                received_at=iso(now),
+                request_id=f"reconciler-{uuid.uuid4()}",
+                payload={"source": "reconciler", "campaign": campaign.raw},
+            )
+        )
+        report.enqueued += 1
+        logger.info(
+            "queued a pending campaign no webhook delivered",
+            extra={"campaign_id": campaign.campaign_id},
+        )
+
+    @staticmethod
+    def _stop(report: ReconcileReport, cursor: ReconcilerCursor, reason: str) -> None:
+        report.interrupted = reason
+        logger.warning(
+            "reconciler stopped early: the next run continues from its cursor",
+            extra={"reason": reason, "next_page": cursor.next_page},
+        )

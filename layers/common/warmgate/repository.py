@@ -3,7 +3,9 @@
 One table, partition key `pk`, several kinds of item:
   `mailbox#<normalized email>`  an ExpectedMailbox (below);
   `campaign#<campaign id>`      a campaign the worker handled without an expectation (ledger);
-  `budget#mailivery`            the shared Mailivery request budget (warmgate.rate_budget).
+  `budget#mailivery`            the shared Mailivery request budget (warmgate.rate_budget);
+  `reconciler#cursor`           where the reconciler's walk through Mailivery's pending
+                                campaigns continues (ReconcilerCursor).
 
 ExpectedMailbox item layout:
   state, names, requested_by(_principal), tags, consent_url, campaign_id, ISO timestamps,
@@ -19,7 +21,7 @@ trail survives for a while and a warming mailbox's record is never purged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +52,22 @@ def mailbox_key(email: str) -> dict[str, Any]:
     return {"pk": {"S": f"mailbox#{email}"}}
 
 
+RECONCILER_CURSOR_KEY = {"pk": {"S": "reconciler#cursor"}}
+
+
 class StaleRecord(Exception):
     """Someone else wrote the record since it was read: re-read and decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerCursor:
+    """The page of Mailivery's pending campaigns the reconciler reads next, and since when
+    its current pass over the list runs. `version` 0: never stored."""
+
+    next_page: int = 1
+    pass_started_at: str | None = None
+    updated_at: str | None = None
+    version: int = 0
 
 
 class MailboxRepository:
@@ -137,6 +153,33 @@ class MailboxRepository:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise StaleRecord(entry.campaign_id) from None
             raise
+
+    def get_reconciler_cursor(self) -> ReconcilerCursor:
+        item = self._client.get_item(
+            TableName=self._table, Key=RECONCILER_CURSOR_KEY, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return ReconcilerCursor()
+        data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+        return ReconcilerCursor(
+            next_page=int(data["next_page"]),
+            pass_started_at=data.get("pass_started_at"),
+            updated_at=data.get("updated_at"),
+            version=int(data["version"]),
+        )
+
+    def save_reconciler_cursor(self, cursor: ReconcilerCursor) -> ReconcilerCursor:
+        """Store `cursor` if the stored one is still at `cursor.version`; else StaleRecord."""
+        stored = replace(cursor, version=cursor.version + 1)
+        data = {
+            "next_page": stored.next_page,
+            "pass_started_at": stored.pass_started_at,
+            "updated_at": stored.updated_at,
+            "version": stored.version,
+        }
+        item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+        self._put(item | RECONCILER_CURSOR_KEY, cursor.version or None, "reconciler#cursor")
+        return stored
 
     def _put(self, item: dict[str, Any], read_version: int | None, name: str) -> None:
         condition: dict[str, Any]

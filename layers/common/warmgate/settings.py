@@ -88,7 +88,8 @@ class Settings(BaseModel):
         UnexpectedCampaignPolicy.LEAVE, alias="UNEXPECTED_CAMPAIGN_POLICY"
     )
     # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
-    # workers this long; after it, a crashed worker's claim is taken over. > function timeout.
+    # workers this long; after it, a crashed worker's claim is taken over. Must exceed the
+    # longest a live worker holds a claim (time_budget.claim_hold_seconds, 76 s by default).
     claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
     # IAM principal ARNs (roles as arn:aws:sts::<account>:assumed-role/<role>) that may withdraw
     # or resume any mailbox; everyone else acts only on the requests it made.

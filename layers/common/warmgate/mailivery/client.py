@@ -8,11 +8,14 @@
 - A campaign id becomes a path segment only after warmgate.campaign_ids accepted it; otherwise
   InvalidCampaignId (a ValueError) before any request or budget token: httpx resolves `.` and
   `..` segments, so `delete_campaign("..")` would otherwise send `DELETE /api/v1`.
+- Every call has a deadline, `call_deadline_seconds`: a retry that could end past it is not
+  made, so one call never outlasts what the functions' timeouts are sized for (time_budget.py).
 - Everything the vendor reference leaves open comes from `VendorContract` (contract.py).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -86,6 +89,28 @@ class RetryPolicy:
     # caller gets RateLimited(retry_after) and returns the work to its queue instead.
     max_retry_after: float = 5.0
 
+    @property
+    def longest_pause(self) -> float:
+        """The longest wait between two attempts: a backoff, or a Retry-After slept through."""
+        return max(self.max_delay, self.max_retry_after)
+
+
+def call_deadline_seconds(
+    retry: RetryPolicy, timeout: httpx.Timeout, throttle_wait: float, *, retried: bool
+) -> float:
+    """The most one logical call may take: every attempt at its worst, and the pauses between.
+
+    An attempt at its worst waits `throttle_wait` for the request budget, then the connect and
+    read timeouts. Write and pool timeouts are left out: a request of a few hundred bytes does
+    not block on write, and a process sends one request at a time, so its pool never waits.
+    Without a connect or read timeout an attempt, and so the call, is unbounded (`inf`).
+    """
+    if timeout.connect is None or timeout.read is None:
+        return math.inf
+    attempts = retry.attempts if retried else 1
+    attempt = throttle_wait + timeout.connect + timeout.read
+    return attempts * attempt + (attempts - 1) * retry.longest_pause
+
 
 class MailiveryClient:
     def __init__(
@@ -99,7 +124,9 @@ class MailiveryClient:
         retry: RetryPolicy | None = None,
         http: httpx.Client = HTTP,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         throttle: Callable[[], None] | None = None,
+        throttle_max_wait: float = 0.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key  # a callable: the secret is fetched (and cached) when needed
@@ -109,9 +136,17 @@ class MailiveryClient:
         self._retry = retry or RetryPolicy()
         self._http = http
         self._sleep = sleep
+        self._clock = clock
         # Called before every HTTP request, retries included: takes a token from the request
-        # budget shared by all instances (warmgate.rate_budget), or raises to defer the work.
+        # budget shared by all instances (warmgate.rate_budget), waiting at most
+        # `throttle_max_wait`, or raises to defer the work.
         self._throttle = throttle
+        self._attempt_seconds = call_deadline_seconds(
+            self._retry, self._timeout, throttle_max_wait, retried=False
+        )
+        self._read_deadline = call_deadline_seconds(
+            self._retry, self._timeout, throttle_max_wait, retried=True
+        )
 
     # --- endpoints -----------------------------------------------------------------------
 
@@ -254,6 +289,7 @@ class MailiveryClient:
         )
         retryable = method == "GET"
         attempts = self._retry.attempts if retryable else 1
+        started = self._clock()
         for attempt in range(1, attempts + 1):
             request_id = str(uuid.uuid4())
             try:
@@ -262,6 +298,20 @@ class MailiveryClient:
             except TRANSIENT_ERRORS as error:
                 delay = self._retry_delay(error, attempt)
                 if attempt == attempts or delay is None:
+                    raise
+                elapsed = self._clock() - started
+                if elapsed + delay + self._attempt_seconds > self._read_deadline:
+                    # Slower than the timeouts promise (a slow budget table, a response
+                    # trickling in): the deadline, not the attempt count, ends the call.
+                    logger.warning(
+                        "mailivery read not retried: it could end past its deadline",
+                        extra={
+                            "request_id": request_id,
+                            "attempt": attempt,
+                            "elapsed_s": round(elapsed, 3),
+                            "deadline_s": self._read_deadline,
+                        },
+                    )
                     raise
                 logger.info(
                     "retrying mailivery read",
