@@ -42,8 +42,14 @@ RECORD_SECONDS = worker_record_seconds(settings)
 
 def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     try:
-        _ensure_time_left(lambda_context)
-        _handle(record)
+        message = _message(record)  # malformed: fails, then the DLQ
+        with logger.append_context_keys(
+            campaign_id=message.campaign_id,
+            webhook_request_id=message.request_id,
+            event_type=message.event_type,
+        ):
+            if _enough_time_left(lambda_context, message):
+                _handle(message)
     except Exception:
         if int(record.attributes.approximate_receive_count) >= MAX_RECEIVES:
             metrics.add_metric(name="DlqBound", unit="Count", value=1)
@@ -51,42 +57,48 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         raise
 
 
-def _ensure_time_left(context: LambdaContext) -> None:
-    """Start a record only if it can finish: else it is reported failed without being touched
-    (TimeBoxedBatchProcessor), and SQS delivers it again after the visibility timeout."""
+def _message(record: SQSRecord) -> QueuedWebhook:
+    attempt = record.message_attributes[ATTEMPT_ATTRIBUTE]
+    return QueuedWebhook.from_message_body(
+        record.body, attempt=int(attempt.string_value or 0) if attempt else 0
+    )
+
+
+def _enough_time_left(context: LambdaContext, message: QueuedWebhook) -> bool:
+    """Start a record only if it can finish. Otherwise hand it back untouched as a fresh copy,
+    due at once (a slow vendor must not use up the receives that lead to WorkDLQ); if even
+    that send fails, it is reported failed without being an error (TimeBoxedBatchProcessor)
+    and SQS delivers it again after the visibility timeout."""
     try:
         ensure_time_for(context, RECORD_SECONDS)
     except OutOfTime as late:
         logger.info("record not started: too little time left", extra={"reason": str(late)})
         metrics.add_metric(name="OutOfTime", unit="Count", value=1)
-        raise
-
-
-def _handle(record: SQSRecord) -> None:
-    attempt = record.message_attributes[ATTEMPT_ATTRIBUTE]
-    message = QueuedWebhook.from_message_body(  # malformed: fails, then the DLQ
-        record.body, attempt=int(attempt.string_value or 0) if attempt else 0
-    )
-    with logger.append_context_keys(
-        campaign_id=message.campaign_id,
-        webhook_request_id=message.request_id,
-        event_type=message.event_type,
-    ):
         try:
-            outcome = worker.handle(message)
-        except RetryLater as later:
-            # A fresh copy with a delay instead of a failed receive: waiting for the budget or
-            # for a mailbox to reconnect must not use up the receives that lead to the DLQ.
-            if later.attempt is not None:
-                message = replace(message, attempt=later.attempt)
-            work_queue.send(message, delay_seconds=later.delay)
-            logger.info(
-                "deferred",
-                extra={"delay_s": later.delay, "reason": later.reason, "attempt": message.attempt},
-            )
-            metrics.add_metric(name=later.kind, unit="Count", value=1)
-            return
-        metrics.add_metric(name=outcome.value, unit="Count", value=1)
+            work_queue.send(message)
+        except Exception:
+            logger.exception("could not hand the record back: SQS will redeliver it")
+            raise late from None
+        return False
+    return True
+
+
+def _handle(message: QueuedWebhook) -> None:
+    try:
+        outcome = worker.handle(message)
+    except RetryLater as later:
+        # A fresh copy with a delay instead of a failed receive: waiting for the budget or
+        # for a mailbox to reconnect must not use up the receives that lead to the DLQ.
+        if later.attempt is not None:
+            message = replace(message, attempt=later.attempt)
+        work_queue.send(message, delay_seconds=later.delay)
+        logger.info(
+            "deferred",
+            extra={"delay_s": later.delay, "reason": later.reason, "attempt": message.attempt},
+        )
+        metrics.add_metric(name=later.kind, unit="Count", value=1)
+        return
+    metrics.add_metric(name=outcome.value, unit="Count", value=1)
 
 
 @logger.inject_lambda_context

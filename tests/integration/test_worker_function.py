@@ -340,24 +340,46 @@ class ClockedContext(LambdaContext):
         return next(self._looks)
 
 
-def test_worker_batch_with_too_little_time_left_is_reported_not_started(
+def visible_copies(stack: Stack) -> list[str]:
+    """Bodies of the messages waiting in WorkQueue right now (not delayed)."""
+    received = stack.sqs.receive_message(
+        QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    )
+    return [m["Body"] for m in received.get("Messages", [])]
+
+
+def test_worker_batch_with_too_little_time_left_hands_every_record_back_untouched(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = stack.consent(stack.expect())
     second = stack.consent(stack.expect("grace@contoso.com"))
     calls_before = len(stack.control.calls())
     too_little = math.ceil(stack.worker.RECORD_SECONDS * 1000) - 1
+    bodies = (pending(first), pending(second, "grace@contoso.com"))
 
-    failures = stack.deliver(
-        pending(first),
-        pending(second, "grace@contoso.com"),
-        context=LambdaContext(remaining_ms=too_little),
-    )
+    failures = stack.deliver(*bodies, context=LambdaContext(remaining_ms=too_little))
 
-    assert failures == ["message-0", "message-1"]  # a partial response, not an exception
+    assert failures == []  # handed back as fresh copies: no receive used up
+    assert sorted(visible_copies(stack)) == sorted(bodies)
     assert stack.control.calls()[calls_before:] == []  # not even the re-read
     assert stack.mailbox()["state"] == "consent_requested"
     assert '"OutOfTime":[1.0,1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_worker_out_of_time_and_queue_down_reports_records_failed_not_errors(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = stack.consent(stack.expect())
+    too_little = math.ceil(stack.worker.RECORD_SECONDS * 1000) - 1
+
+    def queue_down(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("SQS unavailable")
+
+    monkeypatch.setattr(stack.worker.work_queue, "send", queue_down)
+    failures = stack.deliver(pending(first), context=LambdaContext(remaining_ms=too_little))
+
+    assert failures == ["message-0"]  # a partial response: SQS redelivers it, no exception
+    assert stack.mailbox()["state"] == "consent_requested"
 
 
 def test_worker_stops_starting_records_when_one_more_might_not_finish(stack: Stack) -> None:
@@ -371,9 +393,10 @@ def test_worker_stops_starting_records_when_one_more_might_not_finish(stack: Sta
         context=ClockedContext(enough, enough - 1),
     )
 
-    assert failures == ["message-1"]
+    assert failures == []
     assert stack.mailbox()["state"] == "warming"
     assert stack.mailbox("grace@contoso.com")["state"] == "consent_requested"
+    assert visible_copies(stack) == [pending(second, "grace@contoso.com")]
     assert len(stack.vendor_calls("/start-warmup")) == 1
 
 
