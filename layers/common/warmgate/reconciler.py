@@ -26,7 +26,6 @@ pass, which starts at page 1 once the last page has been read.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -182,15 +181,15 @@ class Reconciler:
         if (campaign.email or "") not in awaiting:
             report.unexpected_pending += 1
             return
+        # Only what identifies the campaign: the worker re-reads the rest, and vendor data of
+        # unbounded size must not decide whether the message fits in SQS.
         self._queue.send(
-            QueuedWebhook(
-                event_type=RECONCILED_EVENT_TYPE,
-                campaign_id=campaign.campaign_id,
-                email=campaign.email,
-                dedup_key=f"{RECONCILED_EVENT_TYPE}:{campaign.campaign_id}",
-                received_at=iso(now),
-                request_id=f"reconciler-{uuid.uuid4()}",
-                payload={"source": "reconciler", "campaign": campaign.raw},
+            QueuedWebhook.for_campaign(
+                RECONCILED_EVENT_TYPE,
+                campaign.campaign_id,
+                campaign.email,
+                now=now,
+                details={"reconciled": True, "status": (campaign.raw_status or "")[:64]},
             )
         )
         report.enqueued += 1
