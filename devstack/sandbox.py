@@ -18,6 +18,8 @@ Fault semantics (`POST /_sandbox/faults`), chosen to model what a client cannot 
 - ``timeout``: the vendor *did* process the call, only the answer is late (`hang_ms`). This is
   the dangerous case for a non-idempotent create, which is why it is modelled this way.
 - ``empty``/``garbage``: the call was processed; only the 200 body is lost or unrecognisable.
+- ``lost``: the call was processed at once, then its answer never comes (`hang_ms`, then 504):
+  the client's read times out while the effect is already visible to a re-read.
 
 This module is the HTTP surface (routing, auth, rate limit and fault application, the control
 endpoints, lifecycle, command line); the vendor's state and rules live in `sandbox_model`.

@@ -1,7 +1,9 @@
 """Reliability under injected faults, through the whole local stack over real HTTP.
 
 Webhooks duplicated, reordered, dropped and sent with the reference's quirks; 10 % of vendor
-calls answered with a 5xx; some owners consent with a mailbox nobody asked for. Afterwards:
+calls answered with a 5xx and 3 % answered only after 12 s (a slow vendor: the client's 10 s
+read timeout gives up first, while the call still takes effect); some owners consent with a
+mailbox nobody asked for. Afterwards:
 every expected mailbox is `warming` with exactly one accepted start call, no unexpected campaign
 was ever started, and every message is accounted for (the queues are empty, nothing in the DLQ).
 """
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 EXPECTED, UNEXPECTED = 24, 6
 VENDOR_5XX_RATE = 0.10
+VENDOR_SLOW_RATE, VENDOR_SLOW_MS = 0.03, 12_000
 
 
 def request_consent(api: httpx.Client, email: str) -> str:
@@ -68,7 +71,12 @@ def test_reliability_faults_every_expected_mailbox_warms_exactly_once(
     dead_before = queue_depth(sqs, dlq)  # other tests of the session may have left some there
     try:
         control.set_faults(
-            error_rate=VENDOR_5XX_RATE, error_statuses=[500, 502, 503], paths=["^/api/v1/"], seed=7
+            error_rate=VENDOR_5XX_RATE,
+            error_statuses=[500, 502, 503],
+            timeout_rate=VENDOR_SLOW_RATE,
+            hang_ms=VENDOR_SLOW_MS,
+            paths=["^/api/v1/"],
+            seed=7,
         )
         links = {email: request_consent(api, email) for email in expected}
         decoys = [request_consent(api, unique_email("decoy")) for _ in range(UNEXPECTED)]
@@ -100,7 +108,7 @@ def test_reliability_faults_every_expected_mailbox_warms_exactly_once(
                 else None
             ),
             "every expected mailbox warming",
-            timeout=120,  # a start whose answer was a 5xx is settled by a re-read after 15-30 s
+            timeout=240,  # a start whose answer was a 5xx is settled by a re-read after 15-30 s
         )
     finally:
         control.clear_faults()
@@ -119,11 +127,13 @@ def test_reliability_faults_every_expected_mailbox_warms_exactly_once(
         for c in calls
         if c["method"] in ("PATCH", "DELETE") and int(c["path"].split("/")[4]) in intruders
     ]
-    faults = sum(1 for c in calls if c.get("fault"))
+    faults = sum(1 for c in calls if c.get("fault") == "error")
+    slow = sum(1 for c in calls if c.get("fault") == "timeout")
     deliveries = control.webhook_deliveries()
     print(
         f"\nreliability: mailboxes processed {len(final)}, unexpected consents {len(intruders)}, "
-        f"faults injected {faults} vendor 5xx + {len(deliveries)} webhook deliveries "
+        f"faults injected {faults} vendor 5xx + {slow} slow answers (12 s) + "
+        f"{len(deliveries)} webhook deliveries "
         f"(duplicated/reordered/dropped), actions duplicated {duplicated}, "
         f"unexpected starts {len(unexpected_touched)}, messages lost "
         f"{queue_depth(sqs, work_queue) + queue_depth(sqs, dlq) - dead_before}"
@@ -134,4 +144,5 @@ def test_reliability_faults_every_expected_mailbox_warms_exactly_once(
     assert unexpected_touched == []
     assert all(c["status"] == "pending" for c in control.campaigns() if c["id"] in intruders)
     assert faults > 0  # the faults really happened
+    assert slow > 0
     assert queue_depth(sqs, dlq) == dead_before
