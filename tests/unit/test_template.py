@@ -73,6 +73,7 @@ def test_template_only_mailbox_routes_use_iam_and_webhook_route_none() -> None:
         ("/mailboxes", "post"): [{"AWS_IAM": []}],
         ("/mailboxes/{email}", "get"): [{"AWS_IAM": []}],
         ("/mailboxes/{email}", "delete"): [{"AWS_IAM": []}],
+        ("/mailboxes/{email}/resume", "post"): [{"AWS_IAM": []}],
         ("/webhooks/mailivery/{token}", "post"): [{"NONE": []}],
     }
 
