@@ -396,6 +396,23 @@ def test_cli_without_api_url_exits_2_naming_it(
     assert "--api-url or $WARMGATE_API_URL is required" in capsys.readouterr().err
 
 
+def test_cli_bad_api_url_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--api-url", "ftp://example.com", "--region", REGION, "get", "ada@contoso.com"])
+
+    assert exited.value.code == 2
+    assert "api_url must be an http(s) URL" in capsys.readouterr().err
+
+
+def test_cli_without_credentials_exits_2_saying_so(
+    no_ambient_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--api-url", API_URL, "get", "ada@contoso.com"])
+
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: no AWS credentials found")
+
+
 @pytest.mark.parametrize(
     ("url", "configured", "region"),
     [

@@ -81,13 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if region is None:
         parser.error("--region is required for this URL: set it, AWS_REGION or a profile region")
     try:
-        with WarmgateClient(args.api_url, region, timeout=args.timeout) as client:
-            result = _run(client, args)
-    except WarmgateError as exc:
-        print(f"error: {exc}{_retry_hint(exc)}", file=sys.stderr)
-        return _exit_code(exc)
+        client = WarmgateClient(args.api_url, region, timeout=args.timeout)
     except ValueError as exc:  # a bad --api-url
         parser.error(str(exc))
+    except WarmgateError as exc:  # no credentials
+        return _failed(exc)
+    with client:
+        try:
+            result = _run(client, args)
+        except WarmgateError as exc:
+            return _failed(exc)
     print(json.dumps(_jsonable(result), indent=2))
     return 0
 
@@ -120,6 +123,11 @@ def _run(client: WarmgateClient, args: argparse.Namespace) -> object:
         )
     by_email = {"get": client.get, "withdraw": client.withdraw, "resume": client.resume}
     return by_email[args.command](args.email)
+
+
+def _failed(exc: WarmgateError) -> int:
+    print(f"error: {exc}{_retry_hint(exc)}", file=sys.stderr)
+    return _exit_code(exc)
 
 
 def _exit_code(exc: WarmgateError) -> int:

@@ -100,7 +100,7 @@ class WarmgateClient:
 
     # --- signing and transport ----------------------------------------------------------------
 
-    def signed_headers(
+    def _signed_headers(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> dict[str, str]:
         """`headers` plus X-Amz-Date, Authorization (and X-Amz-Security-Token) for this request."""
@@ -117,7 +117,7 @@ class WarmgateClient:
         headers = {"Accept": "application/json"}
         if content is not None:
             headers["Content-Type"] = "application/json"
-        signed = self.signed_headers(method, url, headers, content)
+        signed = self._signed_headers(method, url, headers, content)
         try:
             return self._http.request(method, url, headers=signed, content=content)
         except httpx.HTTPError as exc:
