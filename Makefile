@@ -18,11 +18,13 @@ CFN_LINT := $(VENV_SAM)/bin/cfn-lint
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt clients/python/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found: install it (e.g. 'pyenv install $(PYTHON_MINOR)') or pass PYTHON=/path/to/python$(PYTHON_MINOR)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	# The integrators' client (clients/python), editable; its botocore/httpx are dev.txt's pins.
+	$(PY) -m pip install --quiet --no-deps -e clients/python
 	# The layer's package and the repo root (devstack, bench) are importable as they are in Lambda.
 	printf '%s\n' $(CURDIR)/layers/common $(CURDIR) > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/warmgate-dev.pth
 	touch $@
@@ -64,8 +66,9 @@ lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: setup ## mypy
+typecheck: setup ## mypy (the client also as the oldest Python it supports)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --python-version 3.10 clients/python/src
 
 template-check: setup-sam ## sam validate --lint and cfn-lint on template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template template.yaml

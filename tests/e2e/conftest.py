@@ -17,6 +17,7 @@ import pytest
 
 from devstack.sandbox_control import SandboxControl
 from devstack.stack import LocalStack, StackOptions
+from tests.openapi_contract import assert_conforms
 
 # Local-only speed-up: a failing message is received 5 times before WorkDLQ, one visibility
 # timeout apart; 1 s instead of WorkQueue's 210 s makes that ~5 s.
@@ -38,7 +39,12 @@ def local_stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def api(local_stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=local_stack.api_url, timeout=10.0) as client:
+    """The integrator's view: every answer from a route in openapi.yaml must conform to it."""
+    with httpx.Client(
+        base_url=local_stack.api_url,
+        timeout=10.0,
+        event_hooks={"response": [assert_conforms]},
+    ) as client:
         yield client
 
 

@@ -568,6 +568,20 @@ def test_get_mailbox_implausible_email_returns_422(onboarding: ModuleType) -> No
     assert invoke(onboarding, event)[0] == 422
 
 
+def test_get_mailbox_path_the_resolver_cannot_match_returns_404_not_500(
+    onboarding: ModuleType,
+) -> None:
+    # Found by schemathesis: Powertools' <email> pattern refuses control characters, and its
+    # NotFoundError used to reach the catch-all handler as a 500.
+    event = read_event("onboarding-get-mailbox.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/mailboxes/\u0084"
+    event["pathParameters"] = {"email": "\u0084"}
+
+    status, body, _ = invoke(onboarding, event)
+
+    assert (status, body["code"]) == (404, "NOT_FOUND")
+
+
 def test_get_mailbox_after_vendor_failure_shows_last_error(
     onboarding: ModuleType, control: SandboxControl
 ) -> None:

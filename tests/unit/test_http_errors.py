@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from warmgate import mailivery
 from warmgate.http import BadRequestBody, BodyTooLarge, api_error_for
@@ -18,6 +19,7 @@ RID = "4b8e6a52-4a4e-4f2b-9a55-1f1f2c3d4e5f"
         (BadRequestBody("body is not valid JSON"), 400, "BAD_REQUEST"),
         (BodyTooLarge("body is larger than 16384 bytes"), 413, "PAYLOAD_TOO_LARGE"),
         (MailboxNotFound("ada@contoso.com"), 404, "NOT_FOUND"),
+        (NotFoundError(), 404, "NOT_FOUND"),
         (OnboardingConflict("REQUESTED_BY_ANOTHER", "m"), 409, "REQUESTED_BY_ANOTHER"),
         (mailivery.FeatureDisabled("x", request_id=RID), 503, "MS_GRAPH_FEATURE_DISABLED"),
         (

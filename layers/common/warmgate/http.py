@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import ValidationError
 
 from warmgate import mailivery
@@ -76,6 +77,11 @@ def api_error_for(exc: Exception) -> ApiError | None:
             return ApiError(404, "NOT_FOUND", "no record for this mailbox")
         case NotOwner():
             return ApiError(403, "FORBIDDEN", str(exc))
+        case NotFoundError():
+            # The resolver has no handler for the path: API Gateway routed it, so it is a route
+            # of the template whose handler is missing, or a {param} the resolver's pattern
+            # refuses (a control character in {email}). Either way nothing is here: not a 500.
+            return ApiError(404, "NOT_FOUND", "nothing at this path")
         case OnboardingConflict():
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
             return ApiError(409, exc.code, exc.message, headers)

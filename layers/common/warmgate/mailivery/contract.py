@@ -1,7 +1,7 @@
 """Everything about Mailivery's API that the public reference does not pin down, in one place.
 
 The Microsoft Graph endpoint is beta ("behaviour and contract may change without notice"), so each
-[guess]/[unknown] of ../shared/mailivery-contract.md is a field here, overridable at deploy time
+[guess]/[unknown] of docs/mailivery-contract.md is a field here, overridable at deploy time
 with the MAILIVERY_CONTRACT_OVERRIDES environment variable (a JSON object of these fields), e.g.
 `{"resume_warmup_path": "/campaigns/{campaign_id}/resume"}`. No other module hard-codes them.
 """

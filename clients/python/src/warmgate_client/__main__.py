@@ -1,0 +1,5 @@
+"""`python -m warmgate_client …` is `warmgate-client …`."""
+
+from warmgate_client.cli import run
+
+run()
