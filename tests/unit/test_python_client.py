@@ -47,7 +47,12 @@ SESSION_KEYS = Credentials("ASIAEXAMPLE", "secret-of-a-session", token="session-
 RECORD: dict[str, Any] = {
     "email": "ada@contoso.com",
     "state": "warming",
+    "state_description": "warm-up started or resumed; the request is consumed",
+    "next_states": ["consent_requested", "resume_requested", "paused"],
     "expired": False,
+    "parked": False,
+    "request_kind": "onboard",
+    "open_request": False,
     "campaign_id": "4711",
     "consent_url": None,
     "requested_by": "user-42",

@@ -101,7 +101,12 @@ class MailboxRecord:
 
     email: str
     state: MailboxState
+    state_description: str
+    next_states: tuple[MailboxState, ...]
     expired: bool
+    parked: bool
+    request_kind: str | None  # onboard, reconnect, resume: the latest request
+    open_request: bool
     campaign_id: str | None
     consent_url: str | None
     requested_by: str
@@ -118,7 +123,12 @@ class MailboxRecord:
         return cls(
             email=fields.text("email"),
             state=fields.state("state"),
+            state_description=fields.text("state_description"),
+            next_states=tuple(cast(MailboxState, s) for s in fields.array("next_states")),
             expired=fields.boolean("expired"),
+            parked=fields.boolean("parked"),
+            request_kind=fields.optional("request_kind", fields.text),
+            open_request=fields.boolean("open_request"),
             campaign_id=fields.optional("campaign_id", fields.text),
             consent_url=fields.optional("consent_url", fields.text),
             requested_by=fields.text("requested_by"),
