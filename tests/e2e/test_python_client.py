@@ -95,10 +95,10 @@ def test_client_conflict_carries_the_apis_code(client: WarmgateClient) -> None:
     email = unique_email("client-conflict")
     client.onboard(email, first_name="Ada", requested_by="first")
 
-    with pytest.raises(Conflict) as refused:
+    with pytest.raises(Conflict) as refused:  # the same (local) principal, other details
         client.onboard(email, first_name="Ada", requested_by="second")
 
-    assert refused.value.code == "REQUESTED_BY_ANOTHER"
+    assert refused.value.code == "REQUEST_MISMATCH"
     assert refused.value.retry_after is None
 
 
@@ -148,7 +148,7 @@ def test_cli_refusal_exits_2_with_the_code(local_stack: LocalStack) -> None:
     result = cli(local_stack, "onboard", email, "--first-name", "Ada", "--requested-by", "other")
 
     assert result.returncode == 2
-    assert result.stderr.startswith("error: 409 REQUESTED_BY_ANOTHER: ")
+    assert result.stderr.startswith("error: 409 REQUEST_MISMATCH: ")
 
 
 def test_cli_unknown_mailbox_exits_1(local_stack: LocalStack) -> None:
