@@ -11,7 +11,15 @@ import time
 
 import pytest
 
-from tests.integration.harness import ADA, TABLE, LambdaContext, Stack, load_function, message
+from tests.integration.harness import (
+    ADA,
+    TABLE,
+    LambdaContext,
+    Stack,
+    load_function,
+    message,
+    read_event,
+)
 from tests.integration.harness import pending as pending_message
 from warmgate.work_queue import QueuedWebhook
 
@@ -232,11 +240,7 @@ def expire_and_reconcile(stack: Stack) -> None:
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": {"S": "2020-01-01T00:00:00Z"}},
     )
-    from tests.integration.harness import read_event
-
-    load_function("reconciler").lambda_handler(
-        read_event("reconciler-scheduled.json"), LambdaContext()
-    )
+    reconcile(stack)
 
 
 # --- bounded retries -----------------------------------------------------------------------------
@@ -319,3 +323,50 @@ def test_late_consent_after_expiry_then_new_request_starts_once(stack: Stack) ->
     assert stack.mailbox()["state"] == "warming"
     assert calls(stack, "start-warmup") == 1
     assert stack.ledger(campaign_id)["state"] == "adopted"
+
+
+def test_resume_request_whose_message_was_lost_is_requeued_by_the_reconciler(
+    stack: Stack,
+) -> None:
+    campaign_id = warming(stack)
+    stack.control.pause_campaign(campaign_id)
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert stack.on_mailbox(RESUME)[0] == 202
+    stack.sqs.purge_queue(QueueUrl=stack.queue_url)  # the request's message is lost
+
+    assert reconcile(stack)["resumes_requeued"] == 0  # too recent: its message may be on its way
+    stack.aws.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET updated_at = :old",
+        ExpressionAttributeValues={":old": {"S": "2020-01-01T00:00:00Z"}},
+    )
+    assert reconcile(stack)["resumes_requeued"] == 1
+
+    assert stack.drain() == 1
+    assert stack.mailbox()["state"] == "warming"
+    assert calls(stack, "resume-warmup") == 1
+
+
+def test_reconciler_leaves_a_reconnect_to_the_owners_consent(stack: Stack) -> None:
+    """A reconnect of a mailbox whose start was parked: its campaign is still pending, but the
+    reconciler must not act on it before the owner has consented again."""
+    campaign_id = stack.consent(stack.expect())
+    stack.control.set_connection(ADA, ok=False)
+    for _ in range(4):
+        stack.deliver(pending_message(campaign_id))
+    assert stack.mailbox()["parked"] is True
+    status, _, _ = stack.request()
+    assert status == 201
+
+    report = reconcile(stack)
+
+    assert (report["pending_seen"], report["enqueued"]) == (1, 0)
+    assert stack.drain() == 0
+
+
+def reconcile(stack: Stack) -> dict[str, object]:
+    report: dict[str, object] = load_function("reconciler").lambda_handler(
+        read_event("reconciler-scheduled.json"), LambdaContext()
+    )
+    return report

@@ -83,18 +83,29 @@ class Reconciler:
         """One run; `time_left` is the invocation's remaining time in seconds."""
         report = ReconcileReport()
         now = self._clock()
-        awaiting = self._expire_stale(now, report)
-        self._requeue_resume_requests(now, report)
+        awaiting = self._sweep_requests(now, report)
         self._requeue_stranded(awaiting, now, time_left, report)
         return report
 
-    # --- sweep 1: expectations past their expiry -------------------------------------------
+    # --- sweeps 1 and 3: open requests, from the table alone -------------------------------
 
-    def _expire_stale(self, now: datetime, report: ReconcileReport) -> dict[str, ExpectedMailbox]:
-        """Expire what is past its expiry; return the live expectations still awaiting a start."""
+    def _sweep_requests(self, now: datetime, report: ReconcileReport) -> dict[str, ExpectedMailbox]:
+        """Expire what is past its expiry, re-queue stale resume requests; return the live
+        onboarding requests still awaiting a start, by email.
+
+        A reconnect (a request bound to its campaign) is not awaited here: it waits for the
+        owner's consent, which Mailivery reports with a webhook, not for a pending campaign.
+        """
         awaiting: dict[str, ExpectedMailbox] = {}
-        states = (MailboxState.CONSENT_REQUESTED, MailboxState.VERIFYING)
+        states = (
+            MailboxState.CONSENT_REQUESTED,
+            MailboxState.VERIFYING,
+            MailboxState.RESUME_REQUESTED,
+        )
         for mailbox in self._repository.scan_mailboxes(states):
+            if mailbox.state is MailboxState.RESUME_REQUESTED:
+                self._requeue_resume_request(mailbox, now, report)
+                continue
             if mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now):
                 try:
                     self._repository.save(
@@ -110,21 +121,22 @@ class Reconciler:
                 except StaleRecord:
                     pass  # changed meanwhile (a webhook was handled): the next run sees it
                 continue
-            awaiting[mailbox.email] = mailbox
+            if mailbox.state is MailboxState.VERIFYING or not mailbox.is_bound_request():
+                awaiting[mailbox.email] = mailbox
         return awaiting
 
-    # --- sweep 3 (first: no vendor call): resume requests whose message went missing --------
-
-    def _requeue_resume_requests(self, now: datetime, report: ReconcileReport) -> None:
-        for mailbox in self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,)):
-            if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
-                continue
-            self._queue.send(
-                QueuedWebhook.for_campaign(
-                    RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
-                )
+    def _requeue_resume_request(
+        self, mailbox: ExpectedMailbox, now: datetime, report: ReconcileReport
+    ) -> None:
+        """A resume request whose message went missing (or was never sent) is queued again."""
+        if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
+            return
+        self._queue.send(
+            QueuedWebhook.for_campaign(
+                RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
             )
-            report.resumes_requeued += 1
+        )
+        report.resumes_requeued += 1
 
     # --- sweep 2: pending campaigns no webhook announced -----------------------------------
 
