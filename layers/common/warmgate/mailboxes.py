@@ -33,8 +33,7 @@ STATE_DESCRIPTIONS: dict[MailboxState, str] = {
     MailboxState.CONSENT_REQUESTED: "a consent link was issued (a request); a reconnect's is bound "
     "to the mailbox's existing campaign",
     MailboxState.RESUME_REQUESTED: "the integrator asked to resume the paused campaign "
-    "(a request); "
-    "queued for the worker",
+    "(a request); queued for the worker",
     MailboxState.VERIFYING: "a worker holds the request's claim: its start/resume call is under "
     "way, or its outcome is unknown and the next attempt re-reads the campaign first",
     MailboxState.WARMING: "warm-up started or resumed; the request is consumed",
@@ -80,43 +79,38 @@ class MailboxEvent(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-_S, _E = MailboxState, MailboxEvent
+_S = MailboxState
+_ENDED = (_S.REJECTED, _S.REQUEST_FAILED, _S.EXPIRED, _S.WITHDRAWN, _S.DELETED)
+_WARMED = (_S.WARMING, _S.PAUSED, _S.CONNECTION_PROBLEM, _S.START_FAILED)  # a campaign tracked
 _REQUEST_HOLDERS = (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED, _S.VERIFYING)
-_TRACKING = (_S.WARMING, _S.PAUSED, _S.CONNECTION_PROBLEM, _S.START_FAILED)
 
-# Every allowed move: (from-state, event, to-state); None as from-state is a new record.
-# Nothing else may move a record (`ExpectedMailbox.transition` checks this table).
+# The state machine, one row per event: (the states it may move a record from, where to).
+# None as a from-state is a new record. Nothing else may move a record: `transition` checks.
+MOVES: dict[MailboxEvent, tuple[tuple[MailboxState | None, ...], MailboxState]] = {
+    MailboxEvent.REQUESTED: ((None, _S.CONSENT_REQUESTED, *_WARMED, *_ENDED), _S.CONSENT_REQUESTED),
+    MailboxEvent.REQUEST_FAILED: ((_S.CONSENT_REQUESTED,), _S.REQUEST_FAILED),
+    MailboxEvent.RESUME_REQUESTED: (_WARMED, _S.RESUME_REQUESTED),
+    MailboxEvent.CLAIMED: (_REQUEST_HOLDERS, _S.VERIFYING),
+    MailboxEvent.ACCEPTED: ((_S.VERIFYING,), _S.WARMING),
+    MailboxEvent.FOUND_ACTIVE: ((*_REQUEST_HOLDERS, _S.PAUSED, _S.CONNECTION_PROBLEM), _S.WARMING),
+    MailboxEvent.REFUSED: ((_S.VERIFYING,), _S.START_FAILED),
+    MailboxEvent.OUTCOME_UNKNOWN: ((_S.VERIFYING,), _S.VERIFYING),
+    MailboxEvent.PAUSE_SEEN: ((_S.WARMING, _S.CONNECTION_PROBLEM, _S.START_FAILED), _S.PAUSED),
+    MailboxEvent.CONNECTION_PROBLEM_SEEN: (
+        (_S.WARMING, _S.PAUSED, _S.START_FAILED),
+        _S.CONNECTION_PROBLEM,
+    ),
+    MailboxEvent.UNEXPECTED: ((_S.CONSENT_REQUESTED,), _S.REJECTED),
+    MailboxEvent.CAMPAIGN_DELETED: ((*_REQUEST_HOLDERS, *_WARMED), _S.DELETED),
+    MailboxEvent.EXPIRED: ((_S.CONSENT_REQUESTED,), _S.EXPIRED),
+    MailboxEvent.WITHDRAWN: (
+        (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED),
+        _S.WITHDRAWN,
+    ),
+}
+# The same as (from-state, event, to-state) rows.
 TRANSITIONS: frozenset[tuple[MailboxState | None, MailboxEvent, MailboxState]] = frozenset(
-    {
-        (None, _E.REQUESTED, _S.CONSENT_REQUESTED),
-        *((s, _E.REQUESTED, _S.CONSENT_REQUESTED) for s in (_S.CONSENT_REQUESTED, *_TRACKING)),
-        *(
-            (s, _E.REQUESTED, _S.CONSENT_REQUESTED)
-            for s in (_S.REJECTED, _S.REQUEST_FAILED, _S.EXPIRED, _S.WITHDRAWN, _S.DELETED)
-        ),
-        (_S.CONSENT_REQUESTED, _E.REQUEST_FAILED, _S.REQUEST_FAILED),
-        *((s, _E.RESUME_REQUESTED, _S.RESUME_REQUESTED) for s in _TRACKING),
-        *((s, _E.CLAIMED, _S.VERIFYING) for s in _REQUEST_HOLDERS),
-        (_S.VERIFYING, _E.ACCEPTED, _S.WARMING),
-        *((s, _E.FOUND_ACTIVE, _S.WARMING) for s in (*_REQUEST_HOLDERS, *_TRACKING[1:])),
-        (_S.VERIFYING, _E.REFUSED, _S.START_FAILED),
-        (_S.VERIFYING, _E.OUTCOME_UNKNOWN, _S.VERIFYING),
-        *(
-            (s, _E.PAUSE_SEEN, _S.PAUSED)
-            for s in (_S.WARMING, _S.CONNECTION_PROBLEM, _S.START_FAILED)
-        ),
-        *(
-            (s, _E.CONNECTION_PROBLEM_SEEN, _S.CONNECTION_PROBLEM)
-            for s in (_S.WARMING, _S.PAUSED, _S.START_FAILED)
-        ),
-        (_S.CONSENT_REQUESTED, _E.UNEXPECTED, _S.REJECTED),
-        *((s, _E.CAMPAIGN_DELETED, _S.DELETED) for s in (*_REQUEST_HOLDERS, *_TRACKING)),
-        (_S.CONSENT_REQUESTED, _E.EXPIRED, _S.EXPIRED),
-        *(
-            (s, _E.WITHDRAWN, _S.WITHDRAWN)
-            for s in (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED)
-        ),
-    }
+    (source, event, target) for event, (sources, target) in MOVES.items() for source in sources
 )
 
 
