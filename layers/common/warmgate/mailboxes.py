@@ -81,6 +81,8 @@ class MailboxEvent(StrEnum):
 
 _S = MailboxState
 _ENDED = (_S.REJECTED, _S.REQUEST_FAILED, _S.EXPIRED, _S.WITHDRAWN, _S.DELETED)
+# An onboarding that ended: the mailbox may be requested again, keeping its history.
+ENDED_STATES = frozenset(_ENDED)
 _WARMED = (_S.WARMING, _S.PAUSED, _S.CONNECTION_PROBLEM, _S.START_FAILED)  # a campaign tracked
 _REQUEST_HOLDERS = (_S.CONSENT_REQUESTED, _S.RESUME_REQUESTED, _S.START_FAILED, _S.VERIFYING)
 
@@ -135,18 +137,6 @@ def state_diagram() -> str:
     for (frm, to), events in sorted(edges.items(), key=lambda e: (order[e[0][0]], order[e[0][1]])):
         lines.append(f"    {frm} --> {to}: {', '.join(sorted(events))}")
     return "\n".join(lines)
-
-
-# An onboarding that ended: the mailbox may be requested again, keeping its history.
-ENDED_STATES = frozenset(
-    {
-        MailboxState.EXPIRED,
-        MailboxState.REJECTED,
-        MailboxState.REQUEST_FAILED,
-        MailboxState.WITHDRAWN,
-        MailboxState.DELETED,
-    }
-)
 
 
 def utc_now() -> datetime:
