@@ -44,7 +44,14 @@ class BusSubscription:
             "Attributes"
         ]["QueueArn"]
         events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
-        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+        # The whole event, as EventBridge sends it by default: spelled out because moto's
+        # default leaves out `account`.
+        whole_event = {"InputPathsMap": {}, "InputTemplate": "<aws.events.event.json>"}
+        events.put_targets(
+            Rule=name,
+            EventBusName=bus,
+            Targets=[{"Id": "queue", "Arn": queue_arn, "InputTransformer": whole_event}],
+        )
         return cls(events, sqs, bus, name, queue_url)
 
     @classmethod

@@ -6,7 +6,8 @@ ReportBatchItemFailures from the lowest reported SequenceNumber on (the records 
 done), an exception retries the whole batch, split in two first when BisectBatchOnFunctionError
 is on. After MaximumRetryAttempts the records still failing are given up: the on-failure
 destination gets Lambda's description of them (`DDBStreamBatchInfo`, not the records), and the
-stream goes on after them. Every failed invocation counts as one retry attempt.
+stream goes on after them. Every failed invocation counts as one retry attempt; the count
+starts again once a part of the batch succeeded (progress).
 """
 
 from __future__ import annotations
