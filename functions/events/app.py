@@ -2,8 +2,9 @@
 per unexpected campaign (warmgate.mailbox_events).
 
 A partial failure names the first record not published: Lambda retries the stream from there
-(ReportBatchItemFailures), bisects a failing batch, and after MaximumRetryAttempts hands the
-batch's description to EventsDLQ (alarmed).
+(ReportBatchItemFailures). An unreadable record first in the batch fails the invocation, so
+Lambda bisects the batch down to it (BisectBatchOnFunctionError). After MaximumRetryAttempts
+Lambda hands the description of what is still failing to EventsDLQ (alarmed).
 """
 
 from __future__ import annotations

@@ -483,6 +483,17 @@ def test_publish_unreadable_record_publishes_what_came_before_and_stops_at_it() 
     assert "mailbox#m02@contoso.com" in str(outcome.problem)
 
 
+def test_publish_unreadable_first_record_raises_so_lambda_bisects_it_alone() -> None:
+    events = FakeEventBridge()
+    records = onboarded(3)
+    del records[0]["dynamodb"]["NewImage"]["state"]
+
+    with pytest.raises(MalformedStreamRecord, match="mailbox#m00@contoso.com"):
+        MailboxEventPublisher(events, BUS).publish(records)  # type: ignore[arg-type]
+
+    assert events.calls == []
+
+
 def test_publish_entry_carries_the_transition_time() -> None:
     events = FakeEventBridge()
 

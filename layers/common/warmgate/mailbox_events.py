@@ -195,6 +195,12 @@ class MailboxEventPublisher:
     request holds at most one event per item, and after a request with a failed entry nothing
     later is put. The outcome names the first record not done; Lambda retries the stream
     from there (records after it that were put already are put again: at least once).
+
+    A record that cannot be read is never passed by. Further into the batch, it is reported
+    like a failed entry, so the records before it count as done. First in the batch, it
+    raises: a function error makes Lambda bisect the batch until the record is alone and give
+    only it up to the on-failure destination, where a reported failure would retry, and in the
+    end give up, every record after it as well.
     """
 
     def __init__(self, events: EventBridgeClient, bus: str) -> None:
@@ -205,13 +211,14 @@ class MailboxEventPublisher:
         pending: list[_Pending] = []
         skipped = 0
         unreadable: tuple[str, str] | None = None  # (sequence number, problem)
-        for record in records:
-            sequence_number = _sequence_number(record)
+        for position, record in enumerate(records):
             try:
+                sequence_number = _sequence_number(record)
                 event = event_for(record)
             except MalformedStreamRecord as exc:
-                # Publish what came before it, then stop: the stream must not pass it by.
-                unreadable = (sequence_number, str(exc))
+                if position == 0:
+                    raise
+                unreadable = (_sequence_number(record), str(exc))
                 break
             if event is None:
                 skipped += 1

@@ -141,6 +141,58 @@ class MailboxRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class MailboxSummary:
+    """One mailbox of `GET /mailboxes`; `get(email)` has the whole record."""
+
+    email: str
+    state: MailboxState
+    expired: bool
+    parked: bool
+    request_kind: str | None
+    open_request: bool
+    campaign_id: str | None
+    requested_by: str
+    requested_by_principal: str | None
+    requested_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, data: object) -> MailboxSummary:
+        fields = _Fields(data, "MailboxSummary")
+        return cls(
+            email=fields.text("email"),
+            state=fields.state("state"),
+            expired=fields.boolean("expired"),
+            parked=fields.boolean("parked"),
+            request_kind=fields.optional("request_kind", fields.text),
+            open_request=fields.boolean("open_request"),
+            campaign_id=fields.optional("campaign_id", fields.text),
+            requested_by=fields.text("requested_by"),
+            requested_by_principal=fields.optional("requested_by_principal", fields.text),
+            requested_at=fields.timestamp("requested_at"),
+            expires_at=fields.timestamp("expires_at"),
+            updated_at=fields.timestamp("updated_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListing:
+    """One page of `GET /mailboxes`; pass `next_cursor` to `list` for the next (None: last)."""
+
+    mailboxes: tuple[MailboxSummary, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> MailboxListing:
+        fields = _Fields(data, "MailboxListing")
+        return cls(
+            mailboxes=tuple(MailboxSummary.from_json(item) for item in fields.array("mailboxes")),
+            next_cursor=fields.optional("next_cursor", fields.text),
+        )
+
+
 class _Fields:
     """Typed access to one JSON object of an answer; each failure names schema and field."""
 
