@@ -3,18 +3,27 @@ warmgate's events to its own queue, and the one line each event is printed as.
 
 `make run` subscribes one queue for the whole stack and prints what arrives
 (`EventPrinter`); `python -m devstack events` subscribes a queue of its own for as long as it
-runs, so any number of tails see every event, as EventBridge fans out to every rule.
+runs, so any number of tails see every event, as EventBridge fans out to every rule. Each
+receive is one long poll of at most RECEIVE_WAIT_SECONDS, so a tail notices Ctrl-C, its
+--timeout or the stack stopping within about a second.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import secrets
+import sys
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
+
+from devstack.local_aws import EVENT_BUS, LocalAws, local_name
+from devstack.template import load_template
 
 ALL_WARMGATE_EVENTS: Mapping[str, Any] = {"source": ["warmgate"]}
 RECEIVE_WAIT_SECONDS = 1  # one long poll: how soon a tail notices it should stop
@@ -127,3 +136,70 @@ class EventPrinter:
                 continue
             for event in events:
                 print(self._line(event), file=self._out, flush=True)
+
+
+# ------------------------------------------------------------------ python -m devstack events
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack events",
+        description="Print the warmgate events on a running local stack's bus, one line each, "
+        "from now on (a rule and a queue of its own, removed at the end).",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("DEVSTACK_ENDPOINT_URL"),
+        help="the running stack's moto URL, as `make run` prints it "
+        "(default: $DEVSTACK_ENDPOINT_URL)",
+    )
+    parser.add_argument("-f", "--follow", action="store_true", help="until Ctrl-C")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="without --follow: stop after this many seconds (default 10)",
+    )
+    parser.add_argument("--count", type=int, help="stop after this many events")
+    parser.add_argument("--json", action="store_true", help="each event as its whole JSON")
+    args = parser.parse_args(argv)
+    if not args.endpoint_url:
+        parser.error("--endpoint-url (or DEVSTACK_ENDPOINT_URL) is required: `make run` prints it")
+    aws = LocalAws(args.endpoint_url)
+    bus = next(
+        (
+            local_name(logical_id)
+            for logical_id, definition in load_template()["Resources"].items()
+            if definition.get("Type") == EVENT_BUS
+        ),
+        None,
+    )
+    if bus is None:
+        print("devstack events: template.yaml has no event bus", file=sys.stderr)
+        return 2
+    try:
+        subscription = BusSubscription.temporary(
+            aws.client("events"), aws.client("sqs"), bus, "tail"
+        )
+    except Exception as exc:
+        print(
+            f"devstack events: no local stack at {args.endpoint_url} ({type(exc).__name__}: "
+            f"{exc}); start one with `make run`",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"following {bus} (rule {subscription.rule}); Ctrl-C stops", file=sys.stderr, flush=True)
+    deadline = None if args.follow else time.monotonic() + args.timeout
+    printed = 0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for event in subscription.receive():
+                print(json.dumps(event) if args.json else event_line(event), flush=True)
+                printed += 1
+                if args.count is not None and printed >= args.count:
+                    return 0
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscription.close()
+    return 0

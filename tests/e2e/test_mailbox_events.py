@@ -6,7 +6,14 @@ PutEvents fails and is retried, and what becomes of a record that cannot be publ
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +27,8 @@ from tests.event_faults import PutEventsFaults
 from tests.unit.test_mailbox_events import validator
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 
 Event = dict[str, Any]
 
@@ -243,3 +252,46 @@ def test_events_unreadable_record_goes_to_the_dlq_and_the_stream_goes_on(
     assert info["batchSize"] == 1
     assert info["startSequenceNumber"] == info["endSequenceNumber"]
     assert steps(event_log.wait_for(after, 1)) == ONBOARDED[:1]
+
+
+# --- the tail ----------------------------------------------------------------------------------
+
+
+def test_devstack_events_prints_each_event_as_one_line_until_interrupted(
+    api: httpx.Client, local_stack: LocalStack
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "events", "--follow"],
+        cwd=ROOT,
+        env={**os.environ, "DEVSTACK_ENDPOINT_URL": local_stack.moto_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        subscribed = process.stderr.readline()  # printed once its rule is in place
+        assert subscribed.startswith("following warmgate-MailboxEventBus (rule "), subscribed
+        email = unique_email("tail")
+        request_consent(api, email)
+        lines: queue.Queue[str] = queue.Queue()  # read aside: a readline here could block
+        threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+        line = eventually(lambda: _next_with(lines, email), "the tail to print the event")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert " EVENT  Mailbox Consent Requested " in line
+    assert f"{email}  #1  ∅ → consent_requested  (consent requested)" in line
+    assert local_stack.aws is not None
+    rules = local_stack.aws.client("events").list_rules(EventBusName="warmgate-MailboxEventBus")
+    assert [r["Name"] for r in rules["Rules"]] == ["warmgate-local-events"]  # its own is gone
+
+
+def _next_with(lines: queue.Queue[str], text: str) -> str | None:
+    while not lines.empty():
+        if text in (line := lines.get_nowait()):
+            return line
+    return None
