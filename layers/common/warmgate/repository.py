@@ -149,6 +149,18 @@ class MailboxRepository:
             for item in page.get("Items", []):
                 yield mailbox_from_item(item)
 
+    def scan_unlisted(self) -> Iterator[ExpectedMailbox]:
+        """Mailboxes stored without LIST_INDEX's keys (written before the index existed)."""
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :mailbox) AND attribute_not_exists(item_kind)",
+            ExpressionAttributeValues={":mailbox": {"S": "mailbox#"}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                yield mailbox_from_item(item)
+
     def list_mailboxes(
         self,
         *,
