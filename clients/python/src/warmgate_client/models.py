@@ -121,21 +121,10 @@ class MailboxRecord:
     def from_json(cls, data: object) -> MailboxRecord:
         fields = _Fields(data, "MailboxRecord")
         return cls(
-            email=fields.text("email"),
-            state=fields.state("state"),
+            **_summary_fields(fields),
             state_description=fields.text("state_description"),
             next_states=tuple(cast(MailboxState, s) for s in fields.array("next_states")),
-            expired=fields.boolean("expired"),
-            parked=fields.boolean("parked"),
-            request_kind=fields.optional("request_kind", fields.text),
-            open_request=fields.boolean("open_request"),
-            campaign_id=fields.optional("campaign_id", fields.text),
             consent_url=fields.optional("consent_url", fields.text),
-            requested_by=fields.text("requested_by"),
-            requested_by_principal=fields.optional("requested_by_principal", fields.text),
-            requested_at=fields.timestamp("requested_at"),
-            expires_at=fields.timestamp("expires_at"),
-            updated_at=fields.timestamp("updated_at"),
             last_error=fields.optional("last_error", fields.nested(LastError.from_json)),
             history=tuple(Transition.from_json(item) for item in fields.array("history")),
         )
@@ -160,21 +149,7 @@ class MailboxSummary:
 
     @classmethod
     def from_json(cls, data: object) -> MailboxSummary:
-        fields = _Fields(data, "MailboxSummary")
-        return cls(
-            email=fields.text("email"),
-            state=fields.state("state"),
-            expired=fields.boolean("expired"),
-            parked=fields.boolean("parked"),
-            request_kind=fields.optional("request_kind", fields.text),
-            open_request=fields.boolean("open_request"),
-            campaign_id=fields.optional("campaign_id", fields.text),
-            requested_by=fields.text("requested_by"),
-            requested_by_principal=fields.optional("requested_by_principal", fields.text),
-            requested_at=fields.timestamp("requested_at"),
-            expires_at=fields.timestamp("expires_at"),
-            updated_at=fields.timestamp("updated_at"),
-        )
+        return cls(**_summary_fields(_Fields(data, "MailboxSummary")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +166,24 @@ class MailboxListing:
             mailboxes=tuple(MailboxSummary.from_json(item) for item in fields.array("mailboxes")),
             next_cursor=fields.optional("next_cursor", fields.text),
         )
+
+
+def _summary_fields(fields: _Fields) -> dict[str, Any]:
+    """The fields a MailboxSummary has, and a MailboxRecord too."""
+    return {
+        "email": fields.text("email"),
+        "state": fields.state("state"),
+        "expired": fields.boolean("expired"),
+        "parked": fields.boolean("parked"),
+        "request_kind": fields.optional("request_kind", fields.text),
+        "open_request": fields.boolean("open_request"),
+        "campaign_id": fields.optional("campaign_id", fields.text),
+        "requested_by": fields.text("requested_by"),
+        "requested_by_principal": fields.optional("requested_by_principal", fields.text),
+        "requested_at": fields.timestamp("requested_at"),
+        "expires_at": fields.timestamp("expires_at"),
+        "updated_at": fields.timestamp("updated_at"),
+    }
 
 
 class _Fields:
