@@ -171,7 +171,7 @@ def _ledger_event(key: str, new: dict[str, Any], old: Mapping[str, Any]) -> Warm
 class PublishOutcome:
     """What became of a batch of stream records, in stream order."""
 
-    published: int  # events accepted by EventBridge
+    published: int  # events accepted before `retry_from` (later ones are put again)
     skipped: int  # records that announce nothing
     retry_from: str | None = None  # SequenceNumber of the first record not done, if any
     problem: str | None = None  # why it is not done
@@ -196,11 +196,11 @@ class MailboxEventPublisher:
     later is put. The outcome names the first record not done; Lambda retries the stream
     from there (records after it that were put already are put again: at least once).
 
-    A record that cannot be read is never passed by. Further into the batch, it is reported
-    like a failed entry, so the records before it count as done. First in the batch, it
-    raises: a function error makes Lambda bisect the batch until the record is alone and give
-    only it up to the on-failure destination, where a reported failure would retry, and in the
-    end give up, every record after it as well.
+    A record that cannot be read is never passed by. Further into the batch it is reported
+    like a failed entry, so the records before it count as done. First in the batch it raises
+    instead: on a function error Lambda bisects the batch until the record is alone, so in the
+    end only that record is given up to the on-failure destination. Reported, it would take
+    every record after it in the batch along.
     """
 
     def __init__(self, events: EventBridgeClient, bus: str) -> None:
