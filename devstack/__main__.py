@@ -1,7 +1,8 @@
-"""`python -m devstack [run|invoke|demo|sandbox] …`; `run` is the default.
+"""`python -m devstack [run|invoke|events|demo|sandbox] …`; `run` is the default.
 
-run      the local stack (`make run`): API, webhook, worker, schedule, moto, Mailivery sandbox
+run      the local stack (`make run`): API, webhook, worker, events, schedule, moto, sandbox
 invoke   one function, like `sam local invoke <LogicalId> -e events/<file>.json`
+events   print a running stack's mailbox events, one line each (`--follow` until Ctrl-C)
 demo     the scripted onboarding scenario (`make demo`)
 sandbox  only the Mailivery sandbox (python -m devstack.sandbox)
 """
@@ -32,7 +33,7 @@ from devstack.stack import (
     parse_parameter_overrides,
 )
 
-COMMANDS: Final = ("run", "invoke", "demo", "sandbox")
+COMMANDS: Final = ("run", "invoke", "events", "demo", "sandbox")
 log = logging.getLogger("devstack")
 
 
@@ -51,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devstack.invoke import main as invoke
 
         return invoke(args)
+    if command == "events":
+        from devstack.event_bus import main as events
+
+        return events(args)
     if command == "demo":
         from devstack.demo import main as demo
 
@@ -117,6 +122,7 @@ def run(argv: Sequence[str]) -> int:
             schedule_seconds=args.schedule_seconds,
             # write/flush/isatty are all that redirect_stdout and logging use of it.
             function_stdout=cast(TextIO, CompactLogStream(sys.stdout)) if compact else None,
+            event_lines=sys.stdout,  # each event on the bus, one line
         )
         stack = LocalStack(options).start()
     except (StackError, TemplateError) as exc:
@@ -164,6 +170,10 @@ def banner(stack: LocalStack) -> str:
         "  # one function, like sam local invoke, against this stack:",
         "  python -m devstack invoke OnboardingFunction -e events/onboarding-get-mailbox.json "
         f"--endpoint-url {stack.moto_url} --sandbox-url {sandbox}",
+        "  # the mailbox events (printed here too, as `EVENT` lines), from another terminal:",
+        f"  python -m devstack events --follow --endpoint-url {stack.moto_url}",
+        "  # your mailboxes, a page at a time:",
+        f"  curl -s '{api}/mailboxes?limit=10'",
         "  # the scripted scenario against this stack:",
         f"  make demo DEMO_ARGS='--api-url {api} --sandbox-url {sandbox}'",
         "",

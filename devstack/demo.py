@@ -15,9 +15,12 @@ Five mailboxes, each showing one promise of warmgate:
    sends campaign.updated and a late duplicate campaign.pending → recorded as `paused`, and
    left alone: nothing is resumed without a request from the integrator.
 
+After each scene it prints the mailbox events that scene put on the bus (one line each).
+
 By default the demo starts its own stack on free ports and stops it at the end (handler logs go
 to a file it names). `--api-url … --sandbox-url …` drive a running `make run` instead; the
-mailbox names then get a run tag so the demo can be repeated.
+mailbox names then get a run tag so the demo can be repeated (add `--endpoint-url`, the stack's
+moto URL, to see the events too).
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from typing import Any, TextIO
 
 import httpx
 
+from devstack.event_bus import BusSubscription, event_line
+from devstack.local_aws import EVENT_BUS, LocalAws, local_name
 from devstack.sandbox_control import SandboxControl
 from devstack.stack import LocalStack, StackError, StackOptions, TemplateError
+from devstack.template import load_template
 
 
 @dataclass
@@ -52,15 +58,50 @@ class Mailbox:
     requests: int = 0  # POST /mailboxes answered with a consent link
 
 
+class EventFeed:
+    """The events a subscription received, shown per mailbox (or campaign) once they settle."""
+
+    def __init__(self, subscription: BusSubscription, quiet_s: float = 0.5) -> None:
+        self._subscription = subscription
+        self._quiet_s = quiet_s
+        self._events: list[dict[str, Any]] = []
+
+    def about(self, *subjects: str) -> list[str]:
+        """Lines of the events about `subjects`, after 0.5 s without a new one (bounded)."""
+        deadline = time.monotonic() + 10 * self._quiet_s
+        while time.monotonic() < deadline:
+            arrived = self._subscription.receive(wait_seconds=0)
+            self._events += arrived
+            if not arrived:
+                time.sleep(self._quiet_s)
+                if not (more := self._subscription.receive(wait_seconds=0)):
+                    break
+                self._events += more
+        return [
+            event_line(event)
+            for event in self._events
+            if {str(event["detail"].get("email")), str(event["detail"].get("campaign_id"))}
+            & set(subjects)
+        ]
+
+
 class Demo:
     def __init__(
-        self, api_url: str, sandbox_url: str, out: TextIO, *, tag: str = "", timeout: float = 15.0
+        self,
+        api_url: str,
+        sandbox_url: str,
+        out: TextIO,
+        *,
+        tag: str = "",
+        timeout: float = 15.0,
+        feed: EventFeed | None = None,
     ) -> None:
         self._api = httpx.Client(base_url=api_url, timeout=10.0)
         self._control = SandboxControl(sandbox_url)
         self._out = out
         self._tag = tag
         self._timeout = timeout
+        self._feed = feed
         self.mailboxes: list[Mailbox] = []
 
     def close(self) -> None:
@@ -71,12 +112,21 @@ class Demo:
 
     def run(self) -> bool:
         self._say("warmgate demo: API " + str(self._api.base_url))
-        self.expected()
-        self.paused()
-        self.unexpected()
-        self.reconnect()
-        self.operator_pause()
+        for scene in (
+            self.expected,
+            self.paused,
+            self.unexpected,
+            self.reconnect,
+            self.operator_pause,
+        ):
+            scene()
+            self._show_events(self.mailboxes[-1])
         return self.report()
+
+    def _show_events(self, box: Mailbox) -> None:
+        if self._feed is not None:
+            for line in self._feed.about(box.requested, str(box.campaign_id)):
+                self._say(f"   ⇢ {line}")
 
     def expected(self) -> None:
         box = self._mailbox("1 expected", "ada", "ada", outcome="warming")
@@ -297,7 +347,9 @@ class Demo:
 
 
 @contextlib.contextmanager
-def _own_stack(policy: str, verbose: bool, out: TextIO) -> Iterator[tuple[str, str]]:
+def _own_stack(
+    policy: str, verbose: bool, out: TextIO
+) -> Iterator[tuple[str, str, BusSubscription | None]]:
     log_file: TextIO | None = None
     if verbose:
         function_stdout: TextIO = sys.stderr
@@ -312,7 +364,7 @@ def _own_stack(policy: str, verbose: bool, out: TextIO) -> Iterator[tuple[str, s
     )
     try:
         with LocalStack(options) as stack:
-            yield stack.api_url, stack.sandbox_url
+            yield stack.api_url, stack.sandbox_url, stack.events_subscription
     finally:
         if log_file is not None:
             log_file.close()
@@ -322,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack demo", description=__doc__)
     parser.add_argument("--api-url", help="a running stack's API (default: start one)")
     parser.add_argument("--sandbox-url", help="that stack's Mailivery sandbox")
+    parser.add_argument("--endpoint-url", help="that stack's moto URL: show its events too")
     parser.add_argument(
         "--unexpected-policy",
         choices=("leave", "delete"),
@@ -338,18 +391,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     try:
         with contextlib.ExitStack() as resources:
+            subscription: BusSubscription | None = None
             if args.api_url:
                 api_url, sandbox_url, tag = (
                     args.api_url,
                     args.sandbox_url,
                     "-" + secrets.token_hex(2),
                 )
+                if args.endpoint_url:
+                    subscription = _tail(args.endpoint_url)
+                    resources.callback(subscription.close)
             else:
-                api_url, sandbox_url = resources.enter_context(
+                api_url, sandbox_url, subscription = resources.enter_context(
                     _own_stack(args.unexpected_policy, args.verbose, out)
                 )
                 tag = ""
-            demo = Demo(api_url, sandbox_url, out, tag=tag, timeout=args.timeout)
+            feed = EventFeed(subscription) if subscription is not None else None
+            demo = Demo(api_url, sandbox_url, out, tag=tag, timeout=args.timeout, feed=feed)
             resources.callback(demo.close)
             return 0 if demo.run() else 1
     except (StackError, TemplateError) as exc:
@@ -358,6 +416,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
         print(f"devstack demo: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _tail(endpoint_url: str) -> BusSubscription:
+    """A subscription of the demo's own to a running stack's bus."""
+    aws = LocalAws(endpoint_url)
+    (bus,) = (
+        local_name(logical_id)
+        for logical_id, definition in load_template()["Resources"].items()
+        if definition.get("Type") == EVENT_BUS
+    )
+    return BusSubscription.temporary(aws.client("events"), aws.client("sqs"), bus, "demo")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Local AWS for the stack: moto on 127.0.0.1, boto3 clients for it, and the template's tables,
-queues and secrets created (or found) in it, with what `!Ref`/`!GetAtt` of each give locally.
+queues, secrets and event buses created (or found) in it, with what `!Ref`/`!GetAtt` of each
+give locally.
 
 Never the developer's AWS account: explicit dummy credentials and the local endpoint only.
 """
@@ -29,6 +30,7 @@ NAME_PREFIX: Final = "warmgate"  # warmgate-WorkQueue, warmgate-MailboxTable (as
 SANDBOX_API_KEY: Final = "sandbox-key"  # the sandbox's default key
 # Template parameters that name a secret the deployer creates by hand, and its local value.
 SECRET_PARAMETERS: Final = {"MailiveryApiKeySecret": SANDBOX_API_KEY}
+EVENT_BUS: Final = "AWS::Events::EventBus"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,14 @@ class LocalAws:
                     Name=_secret_name(logical_id), SecretString=value
                 )["ARN"]
                 local[logical_id] = LocalResource(logical_id, definition["Type"], arn)
+        events = self.client("events")
+        for logical_id, definition in resources.items():
+            if definition.get("Type") == EVENT_BUS and _condition_holds(
+                template, parameters, definition
+            ):
+                name = local_name(logical_id)
+                arn = events.create_event_bus(Name=name)["EventBusArn"]
+                local[logical_id] = LocalResource(logical_id, EVENT_BUS, name, {"Arn": arn})
         return self._with_other_refs(resources, local)
 
     def attach(
@@ -176,6 +186,10 @@ class LocalAws:
                 elif kind == "AWS::SecretsManager::Secret":
                     arn = secretsmanager.describe_secret(SecretId=_secret_name(logical_id))["ARN"]
                     local[logical_id] = LocalResource(logical_id, kind, arn)
+                elif kind == EVENT_BUS and _condition_holds(template, parameters, definition):
+                    name = local_name(logical_id)
+                    arn = self.client("events").describe_event_bus(Name=name)["Arn"]
+                    local[logical_id] = LocalResource(logical_id, kind, name, {"Arn": arn})
         except Exception as exc:
             raise StackError(
                 f"no local stack at {self.endpoint_url} ({type(exc).__name__}: {exc}); "
@@ -223,6 +237,18 @@ class LocalAws:
                 layer_arn = arn.format(service="lambda", rest=f"layer:{name}:1")
                 local[logical_id] = LocalResource(logical_id, kind, layer_arn)
         return local
+
+
+def _condition_holds(
+    template: Mapping[str, Any], parameters: Mapping[str, str], definition: Mapping[str, Any]
+) -> bool:
+    """Whether a resource with a `Condition` is part of the stack for these parameters."""
+    condition = definition.get("Condition")
+    if condition is None:
+        return True
+    from devstack.environment import Intrinsics  # it builds on this module
+
+    return Intrinsics(template, parameters, {}).condition(str(condition), "Condition")
 
 
 def local_name(logical_id: str) -> str:

@@ -4,7 +4,11 @@ On 127.0.0.1, all read from the template itself:
 - moto (`ThreadedMotoServer`) with the template's table(s), queues (+ redrive) and secrets;
 - the API Gateway HTTP API stand-in (`devstack.api_gateway`) serving the `HttpApi` routes;
 - one SQS poller per `SQS` event source (`devstack.sqs_poller`: BatchSize,
-  ReportBatchItemFailures, "exception = whole batch fails"), one timer per `Schedule(V2)` event;
+  ReportBatchItemFailures, "exception = whole batch fails"), one stream poller per `DynamoDB`
+  event source (`devstack.stream_poller`: batches in order, partial failures, bisect, retries,
+  the on-failure destination), one timer per `Schedule(V2)` event;
+- the template's event bus in moto, with a rule that routes every warmgate event to an SQS
+  queue of the stack's own (`events_subscription`; `make run` prints each as one line);
 - the Mailivery sandbox, its webhooks pointed at the local webhook route and token.
 
 How the handlers run, and why:
@@ -22,8 +26,8 @@ How the handlers run, and why:
   AWS_PROFILE or service-specific endpoint variables, so nothing can reach a real AWS account.
 
 Not emulated: IAM policies (moto does not enforce them), timeouts (a slow invocation is
-reported, not killed), MaximumBatchingWindowInSeconds, event types other than HttpApi, SQS,
-Schedule and ScheduleV2 (reported at start).
+reported, not killed), MaximumBatchingWindowInSeconds, MaximumRecordAgeInSeconds, event types
+other than HttpApi, SQS, DynamoDB, Schedule and ScheduleV2 (reported at start).
 
 The parts: devstack.local_aws (moto, clients, resources), devstack.environment (parameters,
 intrinsics, a function's environment), devstack.functions (the handlers), devstack.triggers
@@ -49,6 +53,7 @@ from devstack.environment import (
     resolve_parameters,
 )
 from devstack.errors import StackError, TemplateError
+from devstack.event_bus import BusSubscription, EventPrinter
 from devstack.functions import (
     FunctionFactory,
     FunctionLoadError,
@@ -59,6 +64,7 @@ from devstack.functions import (
 )
 from devstack.local_aws import (
     ACCOUNT_ID,
+    EVENT_BUS,
     NAME_PREFIX,
     REGION,
     SANDBOX_API_KEY,
@@ -71,8 +77,9 @@ from devstack.local_aws import (
 )
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
+from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
-from devstack.triggers import ScheduleSource, SqsEventSource
+from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
 
 __all__ = [
     "ACCOUNT_ID",
@@ -133,6 +140,8 @@ class StackOptions:
     # Where handlers' stdout (Powertools JSON logs, EMF) goes; None = this process's stdout.
     function_stdout: TextIO | None = None
     poll_idle_seconds: float = 0.1
+    # Where each event on the bus is printed as one line (make run); None: not printed.
+    event_lines: TextIO | None = None
 
 
 class LocalStack:
@@ -149,7 +158,11 @@ class LocalStack:
         self.resources: dict[str, LocalResource] = {}
         self.routes: list[HttpRoute] = []
         self.sqs_sources: list[SqsEventSource] = []
+        self.stream_sources: list[DynamoDBStreamEventSource] = []
         self.schedules: list[ScheduleSource] = []
+        # Every warmgate event on the bus lands in this subscription's queue (None: no bus).
+        self.events_subscription: BusSubscription | None = None
+        self._event_printer: EventPrinter | None = None
         self.ignored_events: list[str] = []
 
     # ---- lifecycle
@@ -219,12 +232,32 @@ class LocalStack:
             stdout=options.function_stdout,
         )
         self.functions = {logical_id: factory.function(spec) for logical_id, spec in specs.items()}
+        self._subscribe_to_bus()
         self._wire_triggers(specs, factory.intrinsics)
         self._api.start()
-        for source in self.sqs_sources:
+        for source in (*self.sqs_sources, *self.stream_sources):
             source.start()
         for schedule in self.schedules:
             schedule.start()
+
+    def _subscribe_to_bus(self) -> None:
+        """The stack's own subscription to every warmgate event (a rule → an SQS queue)."""
+        assert self.aws is not None
+        bus = next((r for r in self.resources.values() if r.type == EVENT_BUS), None)
+        if bus is None:
+            log.warning("no event bus in the template's resources: events are not shown")
+            return
+        self.events_subscription = BusSubscription.create(
+            self.aws.client("events"),
+            self.aws.client("sqs"),
+            bus.ref,
+            f"{NAME_PREFIX}-local-events",
+        )
+        if self.options.event_lines is not None:
+            self._event_printer = EventPrinter(
+                self.events_subscription, self._stopping, self.options.event_lines
+            )
+            self._event_printer.start()
 
     def _wire_triggers(self, specs: Mapping[str, FunctionSpec], intrinsics: Intrinsics) -> None:
         assert self.aws is not None
@@ -234,8 +267,9 @@ class LocalStack:
             for event_id, event in spec.events.items():
                 kind = event.get("Type")
                 props = event.get("Properties") or {}
+                where = f"{logical_id}.Events.{event_id}.Properties"
                 if kind == "SQS":
-                    queue = self._queue_of(props.get("Queue"), f"{logical_id}.Events.{event_id}")
+                    queue = self._queue_of(props.get("Queue"), f"{where}.Queue")
                     self.sqs_sources.append(
                         SqsEventSource(
                             function,
@@ -247,8 +281,12 @@ class LocalStack:
                             idle_seconds=self.options.poll_idle_seconds,
                         )
                     )
+                elif kind == "DynamoDB":
+                    self.stream_sources.append(
+                        self._stream_source(function, event_id, props, sqs, where)
+                    )
                 elif kind in ("Schedule", "ScheduleV2"):
-                    where = f"{logical_id}.Events.{event_id}.Properties.ScheduleExpression"
+                    where += ".ScheduleExpression"
                     expression = props.get("ScheduleExpression", props.get("Schedule"))
                     self.schedules.append(
                         ScheduleSource(
@@ -266,17 +304,55 @@ class LocalStack:
         for ignored in self.ignored_events:
             log.warning("%s: event type not run by the local stack", ignored)
 
+    def _stream_source(
+        self,
+        function: LocalFunction,
+        event_id: str,
+        props: Mapping[str, Any],
+        sqs: Any,
+        where: str,
+    ) -> DynamoDBStreamEventSource:
+        assert self.aws is not None
+        table = None
+        match props.get("Stream"):
+            case {"Fn::GetAtt": [str() as table_id, "StreamArn"]}:
+                table = self.resources.get(table_id)
+        if table is None or "StreamArn" not in table.attributes:
+            raise TemplateError(
+                f"{where}.Stream: only !GetAtt <Table>.StreamArn of a table with a "
+                "StreamSpecification is understood"
+            )
+        destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination"
+        )
+        queue = None
+        if destination is not None:
+            queue = self._queue_of(destination, f"{where}.DestinationConfig.OnFailure.Destination")
+        return DynamoDBStreamEventSource(
+            function,
+            event_id,
+            self.aws.client("dynamodbstreams"),
+            table,
+            props,
+            self._stopping,
+            on_failure=sqs_destination(sqs, queue.ref) if queue else None,
+            on_failure_name=queue.logical_id if queue else None,
+            idle_seconds=self.options.poll_idle_seconds,
+        )
+
     def _queue_of(self, reference: Any, where: str) -> LocalResource:
         match reference:
             case {"Fn::GetAtt": [str() as queue_id, "Arn"]} if queue_id in self.resources:
                 return self.resources[queue_id]
-        raise TemplateError(f"{where}.Properties.Queue: only !GetAtt <Queue>.Arn is understood")
+        raise TemplateError(f"{where}: only !GetAtt <Queue>.Arn is understood")
 
     def stop(self) -> None:
         """Stops triggers first (an invocation in flight finishes), then the servers."""
         self._stopping.set()
-        for source in self.sqs_sources:
+        for source in (*self.sqs_sources, *self.stream_sources):
             source.join(STOP_TIMEOUT_S)
+        if self._event_printer is not None:
+            self._event_printer.join(STOP_TIMEOUT_S)
         for schedule in self.schedules:
             schedule.join(STOP_TIMEOUT_S)
         if self._api is not None:
@@ -348,7 +424,15 @@ class LocalStack:
             ("route", f"{r.route_key:<34} → {r.function_id} ({r.authorization})")
             for r in self.routes
         ]
-        lines += [("trigger", s.describe()) for s in self.sqs_sources]
+        lines += [("trigger", s.describe()) for s in (*self.sqs_sources, *self.stream_sources)]
+        if self.events_subscription is not None:
+            lines.append(
+                (
+                    "events",
+                    f"bus {self.events_subscription.bus} → rule {self.events_subscription.rule} "
+                    "→ SQS (every warmgate event)",
+                )
+            )
         lines += [("schedule", s.describe()) for s in self.schedules]
         lines += [("ignored", e) for e in self.ignored_events]
         return lines

@@ -56,7 +56,7 @@ def resource(logical_id: str, template: dict[str, Any] | None = None) -> dict[st
 
 
 def create_table(dynamodb: Any, logical_id: str, table_name: str) -> str:
-    """Create `logical_id`'s table with the template's key schema, indexes and TTL."""
+    """Create `logical_id`'s table with the template's key schema, indexes, stream and TTL."""
     props = resource(logical_id)["Properties"]
     args: dict[str, Any] = {
         "TableName": table_name,
@@ -66,6 +66,9 @@ def create_table(dynamodb: Any, logical_id: str, table_name: str) -> str:
     }
     if "GlobalSecondaryIndexes" in props:
         args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    stream = props.get("StreamSpecification")
+    if stream:  # CloudFormation's has the view type only; the API also wants it switched on
+        args["StreamSpecification"] = {"StreamEnabled": True, **stream}
     dynamodb.create_table(**args)
     ttl = props.get("TimeToLiveSpecification")
     if ttl:

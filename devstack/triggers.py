@@ -1,5 +1,6 @@
 """The template's non-HTTP triggers: an SQS event source mapping (a poller thread on the
-queue, see devstack.sqs_poller) and Schedule/ScheduleV2 events (a timer thread).
+queue, see devstack.sqs_poller), a DynamoDB stream's (a poller thread on the table's stream,
+see devstack.stream_poller) and Schedule/ScheduleV2 events (a timer thread).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from devstack.errors import TemplateError
 from devstack.functions import LocalFunction, literal_int
 from devstack.local_aws import ACCOUNT_ID, NAME_PREFIX, REGION, LocalResource
 from devstack.sqs_poller import poll_once
+from devstack.stream_poller import OnFailure, ShardReader, StreamMappingSettings, StreamPoller
 
 log = logging.getLogger("devstack")
 
@@ -125,6 +127,102 @@ class SqsEventSource(EventSource):
             )
             raise
         return response if self.report_failures else None
+
+
+class DynamoDBStreamEventSource(EventSource):
+    """One poller thread per DynamoDB event source: the table's one shard, in order."""
+
+    # What would change which records the function sees: refused. What only bounds retries
+    # in time: reported, not emulated.
+    _REFUSED = ("FilterCriteria", "TumblingWindowInSeconds")
+    _NOT_EMULATED = ("MaximumRecordAgeInSeconds", "MaximumBatchingWindowInSeconds")
+
+    def __init__(
+        self,
+        function: LocalFunction,
+        event_id: str,
+        streams: Any,
+        table: LocalResource,
+        properties: Mapping[str, Any],
+        stopping: threading.Event,
+        *,
+        on_failure: OnFailure | None,
+        on_failure_name: str | None = None,
+        idle_seconds: float = 0.1,
+    ) -> None:
+        where = f"{function.logical_id}.Events.{event_id}.Properties"
+        for name in self._REFUSED:
+            if name in properties:
+                raise TemplateError(f"{where}.{name}: not emulated locally")
+        super().__init__(function, stopping, "stream")
+        self.table = table
+        self.settings = StreamMappingSettings(
+            batch_size=literal_int(properties.get("BatchSize", 100), f"{where}.BatchSize"),
+            report_failures="ReportBatchItemFailures"
+            in (properties.get("FunctionResponseTypes") or []),
+            bisect_on_error=properties.get("BisectBatchOnFunctionError") is True,
+            max_retries=literal_int(
+                properties.get("MaximumRetryAttempts", -1), f"{where}.MaximumRetryAttempts"
+            ),
+            starting_position=str(properties.get("StartingPosition", "TRIM_HORIZON")),
+        )
+        parallel = properties.get("ParallelizationFactor", 1)
+        self.ignored = [name for name in self._NOT_EMULATED if name in properties]
+        if parallel != 1:
+            self.ignored.append(f"ParallelizationFactor {parallel} (runs as 1)")
+        self.enabled = properties.get("Enabled", True) is not False
+        self._on_failure_name = on_failure_name
+        self._poller = StreamPoller(
+            ShardReader(streams, table.attributes["StreamArn"], self.settings.starting_position),
+            function.invoke,
+            self.settings,
+            function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function.logical_id}",
+            on_failure=on_failure,
+            wait=stopping.wait,
+        )
+        self._idle_seconds = idle_seconds
+
+    def describe(self) -> str:
+        settings = self.settings
+        extras = [
+            f"batch {settings.batch_size}",
+            *(["partial failures"] if settings.report_failures else []),
+            *(["bisect"] if settings.bisect_on_error else []),
+            f"retries {settings.max_retries}",
+            *([f"on failure → {self._on_failure_name}"] if self._on_failure_name else []),
+            *(f"not emulated: {name}" for name in self.ignored),
+        ]
+        return (
+            f"{self.function.logical_id} ← {self.table.logical_id} stream (DynamoDB, "
+            + ", ".join(extras)
+            + ")"
+        )
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                result = self._poller.poll_once()
+            except Exception as exc:  # moto going away at shutdown, or a transient error
+                if self._stopping.is_set():
+                    return
+                log.warning(
+                    "%s: reading the stream failed (%s); retrying in 1 s", self.describe(), exc
+                )
+                self._stopping.wait(1.0)
+                continue
+            if result.records:
+                log.info(
+                    "%s ← %s stream: %d record(s), %d invocation(s), %d given up (%.0f ms)",
+                    self.function.logical_id,
+                    self.table.logical_id,
+                    result.records,
+                    result.invocations,
+                    result.discarded,
+                    (time.monotonic() - started) * 1000,
+                )
+            else:
+                self._stopping.wait(self._idle_seconds)
 
 
 class ScheduleSource(EventSource):

@@ -1,10 +1,10 @@
-"""OnboardingFunction: POST /mailboxes, GET and DELETE /mailboxes/{email}, POST
+"""OnboardingFunction: POST and GET /mailboxes, GET and DELETE /mailboxes/{email}, POST
 /mailboxes/{email}/resume (all IAM-authorized)."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,7 +30,7 @@ from warmgate.mailboxes import (
 )
 from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
-from warmgate.onboarding import MailboxRequest, OnboardingService
+from warmgate.onboarding import MailboxListQuery, MailboxRequest, OnboardingService
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
@@ -74,6 +74,21 @@ def request_consent() -> Response[str]:
     )
 
 
+@app.get("/mailboxes")
+def list_mailboxes() -> Response[str]:
+    event = app.current_event
+    query = MailboxListQuery.model_validate(event.query_string_parameters or {})
+    listing = service.list_mailboxes(query, principal=caller_principal(event.raw_event))
+    now = utc_now()
+    return _json(
+        200,
+        {
+            "mailboxes": [_summary_view(mailbox, now) for mailbox in listing.mailboxes],
+            "next_cursor": listing.next_cursor,
+        },
+    )
+
+
 @app.get("/mailboxes/<email>")
 def get_mailbox(email: str) -> Response[str]:
     return _json(200, _record_view(service.get(unquote(email))))
@@ -110,24 +125,32 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return app.resolve(event, context)
 
 
-def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
-    now = utc_now()
+def _summary_view(mailbox: ExpectedMailbox, now: datetime) -> dict[str, Any]:
+    """A mailbox in a listing (openapi.yaml MailboxSummary)."""
     return {
         "email": mailbox.email,
         "state": mailbox.state.value,
-        "state_description": STATE_DESCRIPTIONS[mailbox.state],
-        "next_states": [state.value for state in next_states(mailbox.state)],
         "expired": mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now),
         "parked": mailbox.parked,
         "request_kind": mailbox.request_kind.value if mailbox.request_kind else None,
         "open_request": mailbox.has_open_request(now),
         "campaign_id": mailbox.campaign_id,
-        "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
         "requested_by": mailbox.requested_by,
         "requested_by_principal": mailbox.requested_by_principal,
         "requested_at": mailbox.requested_at,
         "expires_at": mailbox.expires_at,
         "updated_at": mailbox.updated_at,
+    }
+
+
+def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
+    """One mailbox's whole record (openapi.yaml MailboxRecord): the summary and more."""
+    now = utc_now()
+    return {
+        **_summary_view(mailbox, now),
+        "state_description": STATE_DESCRIPTIONS[mailbox.state],
+        "next_states": [state.value for state in next_states(mailbox.state)],
+        "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
         "last_error": None
         if mailbox.last_error is None
         else {

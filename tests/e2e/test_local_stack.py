@@ -239,7 +239,7 @@ def test_local_stack_message_the_worker_always_fails_ends_in_dlq(
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/nope"), ("PUT", "/mailboxes"), ("GET", "/mailboxes")]
+    ("method", "path"), [("GET", "/nope"), ("PUT", "/mailboxes"), ("PATCH", "/mailboxes")]
 )
 def test_local_stack_unknown_route_is_api_gateway_not_found(
     api: httpx.Client, method: str, path: str

@@ -20,6 +20,7 @@ import pytest
 from devstack.template import create_table
 from tests.integration.harness import ADA, ROOT, TABLE, Stack, pending
 from warmgate import ops
+from warmgate.repository import MailboxRepository
 
 EVE = "eve@contoso.com"
 GRACE = "grace@contoso.com"
@@ -617,3 +618,34 @@ def test_ops_process_against_moto_server_reads_the_table(moto_server: str) -> No
 
     assert found.returncode == ops.EXIT_NOT_FOUND, found.stderr
     assert f"no record for {ADA}" in found.stderr
+
+
+def test_mailbox_reindex_lists_mailboxes_stored_before_the_index(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.expect(ADA)
+    stack.expect(GRACE)
+    for email in (ADA, GRACE):  # as an earlier version stored them: no index keys
+        stack.aws.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": f"mailbox#{email}"}},
+            UpdateExpression="REMOVE item_kind, owner_updated_at",
+        )
+    repository = MailboxRepository(stack.aws, TABLE)
+    assert repository.list_mailboxes(owner=None, limit=10).mailboxes == []
+
+    assert run(capsys, "mailbox", "reindex", "--dry-run")[1].splitlines() == [
+        ADA,
+        GRACE,
+        "would reindex: 2",
+    ]
+    assert repository.list_mailboxes(owner=None, limit=10).mailboxes == []
+    code, out, _ = run(capsys, "mailbox", "reindex")
+
+    assert (code, out) == (0, "reindexed: 2, written meanwhile (indexed by that write): 0\n")
+    listed = repository.list_mailboxes(owner=None, limit=10).mailboxes
+    assert sorted(m.email for m in listed) == [ADA, GRACE]
+    assert {m.state.value for m in listed} == {"consent_requested"}
+    assert run(capsys, "mailbox", "reindex")[1] == (
+        "reindexed: 0, written meanwhile (indexed by that write): 0\n"
+    )

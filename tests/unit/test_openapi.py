@@ -231,4 +231,4 @@ def test_answer_check_matches_templated_paths() -> None:
 
     assert operation is not None
     assert operation.path == "/mailboxes/{email}/resume"
-    assert find_operation("GET", "/mailboxes") is None
+    assert find_operation("PUT", "/mailboxes") is None

@@ -26,7 +26,9 @@ from warmgate_client import (
     ConsentLink,
     InvalidRequest,
     LastError,
+    MailboxListing,
     MailboxRecord,
+    MailboxSummary,
     MissingCredentials,
     NotFound,
     ServiceUnavailable,
@@ -71,6 +73,11 @@ RECORD: dict[str, Any] = {
         {"at": "2026-11-26T01:05:00Z", "from": "verifying", "to": "warming", "reason": "s"},
     ],
 }
+SUMMARY = {
+    name: RECORD[name]
+    for name in resolve({"$ref": "#/components/schemas/MailboxSummary"})["properties"]
+}
+LISTING = {"mailboxes": [SUMMARY], "next_cursor": "eyJway"}
 LINK = {
     "email": "ada@contoso.com",
     "state": "consent_requested",
@@ -165,6 +172,11 @@ CALLS: dict[str, tuple[int, Any, Callable[[WarmgateClient], object]]] = {
     "get": (200, RECORD, lambda c: c.get("ada+sales@contoso.com")),
     "withdraw": (200, RECORD, lambda c: c.withdraw("ada@contoso.com")),
     "resume": (202, RECORD, lambda c: c.resume("ada@contoso.com")),
+    "list": (
+        200,
+        LISTING,
+        lambda c: c.list(state=["paused", "warming"], requested_by="user 42", cursor="a-b_c"),
+    ),
 }
 
 
@@ -253,6 +265,53 @@ def test_client_onboard_answer_is_a_consent_link(status: int, created: bool) -> 
         expires_at=datetime(2026, 11, 27, 1, 0, tzinfo=UTC),
         created=created,
     )
+
+
+def test_client_list_sends_the_filters_as_the_query_and_parses_the_page() -> None:
+    client, recorder = client_answering(200, LISTING)
+
+    page = client.list(state=["paused", "warming"], requested_by="user 42", limit=10)
+
+    assert recorder.requests[0].method == "GET"
+    assert dict(recorder.requests[0].url.params) == {
+        "state": "paused,warming",
+        "requested_by": "user 42",
+        "limit": "10",
+    }
+    assert page.next_cursor == "eyJway"
+    (mailbox,) = page.mailboxes
+    assert (mailbox.email, mailbox.state, mailbox.campaign_id) == (
+        "ada@contoso.com",
+        "warming",
+        "4711",
+    )
+    assert mailbox.updated_at == datetime(2026, 11, 26, 1, 5, tzinfo=UTC)
+
+
+def test_client_list_without_filters_sends_no_query() -> None:
+    client, recorder = client_answering(200, {"mailboxes": [], "next_cursor": None})
+
+    assert client.list() == MailboxListing(mailboxes=(), next_cursor=None)
+    assert recorder.requests[0].url.query == b""
+
+
+def test_client_list_all_follows_each_next_cursor_to_the_last_page() -> None:
+    pages = iter(
+        [
+            {"mailboxes": [SUMMARY], "next_cursor": "page-2"},
+            {"mailboxes": [{**SUMMARY, "email": "grace@contoso.com"}], "next_cursor": None},
+        ]
+    )
+    recorder = Recorder(lambda _: httpx.Response(200, json=next(pages)))
+    client = WarmgateClient(API_URL, REGION, KEYS, transport=httpx.MockTransport(recorder))
+
+    found = [mailbox.email for mailbox in client.list_all(state=["warming"])]
+
+    assert found == ["ada@contoso.com", "grace@contoso.com"]
+    assert [dict(r.url.params) for r in recorder.requests] == [
+        {"state": "warming", "limit": "100"},
+        {"state": "warming", "limit": "100", "cursor": "page-2"},
+    ]
 
 
 def test_client_record_is_parsed_with_history_and_last_error() -> None:
@@ -367,6 +426,8 @@ JSON_NAMES = {"from_state": "from", "to_state": "to"}
     [
         (ConsentLink, "ConsentLink", {"created"}),
         (MailboxRecord, "MailboxRecord", set()),
+        (MailboxSummary, "MailboxSummary", set()),
+        (MailboxListing, "MailboxListing", set()),
         (LastError, "LastError", set()),
         (Transition, "Transition", set()),
     ],

@@ -19,7 +19,13 @@ from warmgate.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FUNCTIONS = ("OnboardingFunction", "WebhookFunction", "WorkerFunction", "ReconcilerFunction")
+FUNCTIONS = (
+    "OnboardingFunction",
+    "WebhookFunction",
+    "WorkerFunction",
+    "ReconcilerFunction",
+    "EventsFunction",
+)
 
 
 @cache
@@ -114,16 +120,22 @@ def is_wildcard(resource: Any) -> bool:
     return isinstance(text, str) and "*" in text
 
 
+# dynamodb:ListStreams names no stream (it lists a table's): AWS's own DynamoDBStreamReadPolicy
+# grants it on the table's streams, and nothing wider is allowed.
+TABLE_STREAMS = {"Fn::Sub": "${MailboxTable.Arn}/stream/*"}
+
+
 def test_template_iam_has_no_wildcard_resource_except_where_aws_requires_it() -> None:
     checked = 0
     for owner, statement in iam_statements():
         checked += 1
-        if any(is_wildcard(r) for r in as_list(statement["Resource"])):
-            assert frozenset(as_list(statement["Action"])) in WILDCARD_RESOURCE_ALLOWED, (
-                owner,
-                statement,
-            )
-    assert checked >= 4 * 4  # every function's role was seen
+        actions = frozenset(as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"]):
+            if actions == {"dynamodb:ListStreams"}:
+                assert resource == TABLE_STREAMS, (owner, statement)
+            elif is_wildcard(resource):
+                assert actions in WILDCARD_RESOURCE_ALLOWED, (owner, statement)
+    assert checked >= 4 * len(FUNCTIONS)  # every function's role was seen
 
 
 def test_template_iam_allows_named_actions_only() -> None:
@@ -184,6 +196,7 @@ def test_template_only_mailbox_routes_use_iam_and_webhook_route_none() -> None:
     }
     assert security == {
         ("/mailboxes", "post"): [{"AWS_IAM": []}],
+        ("/mailboxes", "get"): [{"AWS_IAM": []}],
         ("/mailboxes/{email}", "get"): [{"AWS_IAM": []}],
         ("/mailboxes/{email}", "delete"): [{"AWS_IAM": []}],
         ("/mailboxes/{email}/resume", "post"): [{"AWS_IAM": []}],
@@ -246,10 +259,13 @@ def test_template_queues_encrypted_and_dlq_keeps_14_days() -> None:
     }
 
 
+WEBHOOK_QUEUES = ("WorkQueue", "WorkDLQ")
+
+
 def test_template_queues_set_the_message_size_the_largest_webhook_was_sized_for() -> None:
     # The limit test_webhook_intake.py keeps the largest accepted webhook's message under.
     queues = resources_of("AWS::SQS::Queue")
-    sizes = {name: queue["Properties"].get("MaximumMessageSize") for name, queue in queues.items()}
+    sizes = {name: queues[name]["Properties"].get("MaximumMessageSize") for name in WEBHOOK_QUEUES}
     assert sizes == {"WorkQueue": SQS_MAX_MESSAGE_BYTES, "WorkDLQ": SQS_MAX_MESSAGE_BYTES}
 
 
@@ -282,9 +298,15 @@ def test_template_runtime_matches_tested_python() -> None:
 
 def test_template_outputs_needed_by_operators() -> None:
     outputs = load_template()["Outputs"]
-    assert {"ApiUrl", "WebhookUrl", "WorkQueueUrl", "WorkDlqUrl", "MailboxTableName"} <= set(
-        outputs
-    )
+    assert {
+        "ApiUrl",
+        "WebhookUrl",
+        "WorkQueueUrl",
+        "WorkDlqUrl",
+        "MailboxTableName",
+        "EventBusArn",
+        "EventsDlqUrl",
+    } <= set(outputs)
 
 
 def test_template_every_alarm_notifies_the_optional_topic() -> None:
@@ -296,6 +318,8 @@ def test_template_every_alarm_notifies_the_optional_topic() -> None:
         "StartFailuresAlarm",
         "ReconcilerErrorsAlarm",
         "WebhookFailuresAlarm",
+        "EventsDlqAlarm",
+        "EventsBehindAlarm",
     } <= set(alarms)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == {
@@ -358,4 +382,70 @@ def test_template_no_hard_coded_physical_names() -> None:
     for name, definition in load_template()["Resources"].items():
         props = definition.get("Properties") or {}
         for key in ("FunctionName", "TableName", "QueueName", "LogGroupName", "Name"):
-            assert key not in props, f"{name}.{key} would stop two stacks sharing an account"
+            # A name made from the stack's own (an event bus must have one) is unique per stack.
+            unique = "${AWS::StackName}" in str(props.get(key, {}).get("Fn::Sub", ""))
+            assert key not in props or unique, (
+                f"{name}.{key} would stop two stacks sharing an account"
+            )
+
+
+# --- mailbox events --------------------------------------------------------------------------
+
+
+def test_template_table_streams_old_and_new_images_for_the_events() -> None:
+    props = load_template()["Resources"]["MailboxTable"]["Properties"]
+
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def test_template_events_trigger_keeps_order_retries_bounded_and_keeps_what_it_gives_up() -> None:
+    mapping = translated()["EventsFunctionMailboxChanges"]["Properties"]
+
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["MailboxTable", "StreamArn"]}
+    assert mapping["ParallelizationFactor"] == 1  # one batch per shard: per-mailbox order
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 100
+    # Given up on while the stream (24 h) still holds the records the DLQ message names.
+    assert 0 < mapping["MaximumRecordAgeInSeconds"] < 24 * 3600
+    assert mapping["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["EventsDLQ", "Arn"]}}
+    }
+
+
+def test_template_event_bus_is_the_parameters_or_the_stacks_own() -> None:
+    template = load_template()
+    bus = {
+        "Fn::If": [
+            "CreateEventBus",
+            {"Fn::GetAtt": ["MailboxEventBus", "Arn"]},
+            {"Ref": "EventBusArn"},
+        ]
+    }
+
+    assert template["Conditions"]["CreateEventBus"] == {"Fn::Equals": [{"Ref": "EventBusArn"}, ""]}
+    assert template["Resources"]["MailboxEventBus"]["Condition"] == "CreateEventBus"
+    assert environment_of("EventsFunction")["EVENT_BUS_NAME"] == bus
+    granted = [
+        s for s in statements("EventsFunction") if "events:PutEvents" in as_list(s["Action"])
+    ]
+    assert [s["Resource"] for s in granted] == [bus]
+    assert template["Outputs"]["EventBusArn"]["Value"] == bus
+
+
+def test_template_events_function_reads_only_the_table_stream_and_writes_only_its_dlq() -> None:
+    granted = {
+        (action, str(statement["Resource"]))
+        for statement in statements("EventsFunction")
+        for action in as_list(statement["Action"])
+        if action.startswith(("dynamodb:", "sqs:"))
+    }
+    stream = str({"Fn::GetAtt": ["MailboxTable", "StreamArn"]})
+
+    assert granted == {
+        ("dynamodb:DescribeStream", stream),
+        ("dynamodb:GetRecords", stream),
+        ("dynamodb:GetShardIterator", stream),
+        ("dynamodb:ListStreams", str(TABLE_STREAMS)),
+        ("sqs:SendMessage", str({"Fn::GetAtt": ["EventsDLQ", "Arn"]})),
+    }

@@ -19,6 +19,7 @@ from warmgate.http_body import BadRequestBody as BadRequestBody
 from warmgate.http_body import BodyTooLarge as BodyTooLarge
 from warmgate.http_body import decode_body as decode_body
 from warmgate.onboarding import MailboxNotFound, NotOwner, OnboardingConflict
+from warmgate.page_cursor import InvalidCursor
 from warmgate.rate_budget import BudgetExhausted
 
 MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes
@@ -73,6 +74,8 @@ def api_error_for(exc: Exception) -> ApiError | None:
             return ApiError(422, "VALIDATION_FAILED", _first_problem(exc))
         case InvalidEmail():
             return ApiError(422, "VALIDATION_FAILED", f"email: {exc}")
+        case InvalidCursor():
+            return ApiError(422, "VALIDATION_FAILED", f"cursor: {exc}")
         case MailboxNotFound():
             return ApiError(404, "NOT_FOUND", "no record for this mailbox")
         case NotOwner():

@@ -9,6 +9,7 @@
 - `request_resume` (POST /mailboxes/{email}/resume): resume a paused campaign without a new
   consent; recorded as `resume_requested` and queued for the worker, which makes the call.
 - `withdraw` (DELETE /mailboxes/{email}): end an open request; waits while a claim is held.
+- `list_mailboxes` (GET /mailboxes): the caller's mailboxes (an admin's: all), page by page.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ from warmgate.mailivery import (
     NotFound,
 )
 from warmgate.observability import logger
+from warmgate.page_cursor import InvalidCursor, decode_cursor, encode_cursor
 from warmgate.rate_budget import BudgetExhausted
-from warmgate.repository import MailboxRepository, StaleRecord
+from warmgate.repository import (
+    LIST_INDEX_KEYS,
+    NO_PRINCIPAL,
+    MailboxRepository,
+    StaleRecord,
+    is_list_key,
+)
 from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 # A record written before the vendor call but never completed (the function crashed or timed
@@ -59,6 +67,8 @@ SAVE_LINK_BACKOFF_SECONDS = 0.5
 UNKNOWN_OUTCOME_RETRY_AFTER = 30  # seconds: the worker re-reads an unknown outcome within ~15-60 s
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+RequestedBy = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 100
 # No commas or spaces: tags may travel to Mailivery as one "a,b" string (contract §2).
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:@/+-]{1,64}$")
@@ -73,9 +83,7 @@ class MailboxRequest(BaseModel):
     email: str = Field(max_length=320)
     first_name: Name
     last_name: Name | None = None
-    requested_by: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ]
+    requested_by: RequestedBy
     tags: tuple[Tag, ...] = Field(default=(), max_length=20)
     email_per_day: StrictInt | None = Field(default=None, ge=1, le=500)
     response_rate: StrictInt | None = Field(default=None, ge=0, le=100)
@@ -89,6 +97,31 @@ class MailboxRequest(BaseModel):
         """Identifies "the same request" for replays."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class MailboxListQuery(BaseModel):
+    """Query of GET /mailboxes. API Gateway joins a repeated parameter with commas, so
+    `state=a&state=b` and `state=a,b` are the same filter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: tuple[MailboxState, ...] = Field(default=(), max_length=len(MailboxState))
+    requested_by: RequestedBy | None = None
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = None
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _split_states(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(","))
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListing:
+    mailboxes: list[ExpectedMailbox]
+    next_cursor: str | None  # None: the last page
 
 
 class MailboxNotFound(Exception):
@@ -269,6 +302,28 @@ class OnboardingService:
             logger.info("resume requested", extra={"mailbox": stored.email})
             return stored
         raise _busy()
+
+    def list_mailboxes(self, query: MailboxListQuery, principal: str | None) -> MailboxListing:
+        """The caller's own mailboxes (by IAM principal), or every one for an admin principal,
+        newest change first. A cursor from another caller's listing is refused."""
+        owner: str | None = principal or NO_PRINCIPAL
+        if principal is not None and principal in self._admins:
+            owner = None
+        start = None
+        if query.cursor is not None:
+            start = decode_cursor(query.cursor, LIST_INDEX_KEYS)
+            if not is_list_key(start, owner):
+                raise InvalidCursor("issued for another listing")
+        page = self._repository.list_mailboxes(
+            owner=owner,
+            states=query.state,
+            requested_by=query.requested_by,
+            limit=query.limit,
+            start_key=start,
+        )
+        return MailboxListing(
+            page.mailboxes, encode_cursor(page.next_key) if page.next_key else None
+        )
 
     # --- steps -------------------------------------------------------------------------------
 

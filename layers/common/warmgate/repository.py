@@ -20,7 +20,7 @@ trail survives for a while and a warming mailbox's record is never purged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,40 @@ def mailbox_key(email: str) -> dict[str, Any]:
 
 RECONCILER_CURSOR_KEY = {"pk": {"S": "reconciler#cursor"}}
 
+# GET /mailboxes reads this global secondary index of MailboxTable, never the table: partition
+# `item_kind` ("mailbox", so the index holds mailboxes only), sort key `owner_updated_at`
+# ("<requester's IAM principal>|<updated_at>"). One principal's mailboxes are one key range,
+# newest change first; every mailbox (an admin's listing) is the whole partition. One index,
+# because DynamoDB adds only one per table update. One partition takes ~1,000 writes/s, far
+# above what Mailivery's 240 requests/min can cause.
+LIST_INDEX = "ByOwner"
+MAILBOX_KIND = "mailbox"
+NO_PRINCIPAL = "anonymous"  # the owner of a record made where no IAM identity was seen
+LIST_INDEX_KEYS = ("pk", "item_kind", "owner_updated_at")
+MAX_LIST_READS = 5  # index pages read for one list request (filters may drop many items)
+
+
+def owner_prefix(principal: str | None) -> str:
+    """The start of `owner_updated_at` for a principal's mailboxes ("|" is in no IAM ARN)."""
+    return f"{principal or NO_PRINCIPAL}|"
+
+
+def is_list_key(key: Mapping[str, str], owner: str | None) -> bool:
+    """Whether `key` is a LIST_INDEX key of a mailbox in the listing of `owner` (None: all)."""
+    return (
+        key.get("item_kind") == MAILBOX_KIND
+        and key.get("pk", "").startswith("mailbox#")
+        and (owner is None or key.get("owner_updated_at", "").startswith(owner_prefix(owner)))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPage:
+    """One page of a listing, and where the next one starts (None: this was the last)."""
+
+    mailboxes: list[ExpectedMailbox]
+    next_key: dict[str, str] | None
+
 
 class StaleRecord(Exception):
     """Someone else wrote the record since it was read: re-read and decide again."""
@@ -82,7 +116,7 @@ class MailboxRepository:
             ConsistentRead=True,  # decisions are made on this read: never a stale copy
         )
         item = response.get("Item")
-        return _from_item(item) if item else None
+        return mailbox_from_item(item) if item else None
 
     def save(self, record: ExpectedMailbox, *, read_version: int | None) -> ExpectedMailbox:
         """Write `record` if the stored one is still at `read_version` (None: must not exist).
@@ -90,7 +124,7 @@ class MailboxRepository:
         Returns the record as stored (version incremented); raises StaleRecord otherwise.
         """
         stored = replace(record, version=(read_version or 0) + 1)
-        self._put(_to_item(stored), read_version, record.email)
+        self._put(mailbox_to_item(stored), read_version, record.email)
         return stored
 
     def scan_mailboxes(self, states: Iterable[MailboxState]) -> Iterator[ExpectedMailbox]:
@@ -113,7 +147,79 @@ class MailboxRepository:
             ConsistentRead=True,
         ):
             for item in page.get("Items", []):
-                yield _from_item(item)
+                yield mailbox_from_item(item)
+
+    def scan_unlisted(self) -> Iterator[ExpectedMailbox]:
+        """Mailboxes stored without LIST_INDEX's keys (written before the index existed)."""
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :mailbox) AND attribute_not_exists(item_kind)",
+            ExpressionAttributeValues={":mailbox": {"S": "mailbox#"}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                yield mailbox_from_item(item)
+
+    def list_mailboxes(
+        self,
+        *,
+        owner: str | None,
+        states: Iterable[MailboxState] = (),
+        requested_by: str | None = None,
+        limit: int,
+        start_key: Mapping[str, str] | None = None,
+    ) -> MailboxPage:
+        """Mailboxes from LIST_INDEX, newest change first: `owner`'s (a principal, or None for
+        every mailbox), in one of `states` (any if empty), of `requested_by` (any if None).
+
+        Reads at most MAX_LIST_READS index pages: a page can come back short, with a key to
+        go on from, when the filters drop many items. `start_key` is a `next_key` given before.
+        """
+        condition = "item_kind = :kind"
+        values: dict[str, Any] = {":kind": {"S": MAILBOX_KIND}}
+        if owner is not None:
+            condition += " AND begins_with(owner_updated_at, :owner)"
+            values[":owner"] = {"S": owner_prefix(owner)}
+        filters, names = [], {}
+        wanted = [state.value for state in states]
+        if wanted:
+            names["#state"] = "state"
+            values |= {f":s{n}": {"S": state} for n, state in enumerate(wanted)}
+            filters.append(f"#state IN ({', '.join(f':s{n}' for n in range(len(wanted)))})")
+        if requested_by is not None:
+            values[":requested_by"] = {"S": requested_by}
+            filters.append("requested_by = :requested_by")
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": LIST_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,  # newest change first
+            "Limit": limit,
+        }
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+        if names:
+            query["ExpressionAttributeNames"] = names
+        found: list[dict[str, Any]] = []
+        key: Any = {name: {"S": value} for name, value in start_key.items()} if start_key else None
+        for _ in range(MAX_LIST_READS):
+            if key:
+                query["ExclusiveStartKey"] = key
+            response = self._client.query(**query)
+            items, room = response.get("Items", []), limit - len(found)
+            if len(items) > room:
+                # The next page starts after the last item returned, not after the last read.
+                found += items[:room]
+                key = {name: found[-1][name] for name in LIST_INDEX_KEYS}
+                break
+            found += items
+            key = response.get("LastEvaluatedKey")
+            if key is None or len(found) == limit:
+                break
+        next_key = {name: str(value["S"]) for name, value in key.items()} if key else None
+        return MailboxPage([mailbox_from_item(item) for item in found], next_key)
 
     def scan_ledger(self) -> Iterator[CampaignLedgerEntry]:
         """Every campaign handled without an expectation (operations: unexpected campaigns)."""
@@ -124,20 +230,20 @@ class MailboxRepository:
             ExpressionAttributeValues={":campaign": {"S": "campaign#"}},
         ):
             for item in page.get("Items", []):
-                yield _ledger_from_item(item)
+                yield ledger_from_item(item)
 
     def get_ledger_entry(self, campaign_id: str) -> CampaignLedgerEntry | None:
         response = self._client.get_item(
             TableName=self._table, Key=ledger_key(campaign_id), ConsistentRead=True
         )
         item = response.get("Item")
-        return _ledger_from_item(item) if item else None
+        return ledger_from_item(item) if item else None
 
     def save_ledger_entry(
         self, entry: CampaignLedgerEntry, *, read_version: int | None
     ) -> CampaignLedgerEntry:
         stored = replace(entry, version=(read_version or 0) + 1)
-        self._put(_ledger_to_item(stored), read_version, entry.campaign_id)
+        self._put(ledger_to_item(stored), read_version, entry.campaign_id)
         return stored
 
     def delete_ledger_entry(self, entry: CampaignLedgerEntry) -> None:
@@ -202,7 +308,7 @@ def ledger_key(campaign_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"campaign#{campaign_id}"}}
 
 
-def _ledger_to_item(entry: CampaignLedgerEntry) -> dict[str, Any]:
+def ledger_to_item(entry: CampaignLedgerEntry) -> dict[str, Any]:
     data = {
         "campaign_id": entry.campaign_id,
         "state": entry.state.value,
@@ -216,7 +322,7 @@ def _ledger_to_item(entry: CampaignLedgerEntry) -> dict[str, Any]:
     return item | ledger_key(entry.campaign_id)
 
 
-def _ledger_from_item(item: dict[str, Any]) -> CampaignLedgerEntry:
+def ledger_from_item(item: dict[str, Any]) -> CampaignLedgerEntry:
     data = {k: _deserializer.deserialize(v) for k, v in item.items()}
     return CampaignLedgerEntry(
         campaign_id=data["campaign_id"],
@@ -229,7 +335,7 @@ def _ledger_from_item(item: dict[str, Any]) -> CampaignLedgerEntry:
     )
 
 
-def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
+def mailbox_to_item(record: ExpectedMailbox) -> dict[str, Any]:
     data: dict[str, Any] = {
         "email": record.email,
         "state": record.state.value,
@@ -252,6 +358,9 @@ def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
         "parked": record.parked or None,
         "outcome_unknown": record.outcome_unknown or None,
         "history": [t.to_dict() for t in record.history],
+        # The keys of the list API's index (LIST_INDEX), on every put of a mailbox.
+        "item_kind": MAILBOX_KIND,
+        "owner_updated_at": owner_prefix(record.requested_by_principal) + record.updated_at,
     }
     if record.last_error:
         error = record.last_error
@@ -267,7 +376,7 @@ def _to_item(record: ExpectedMailbox) -> dict[str, Any]:
     return item | mailbox_key(record.email)
 
 
-def _from_item(item: dict[str, Any]) -> ExpectedMailbox:
+def mailbox_from_item(item: dict[str, Any]) -> ExpectedMailbox:
     data = {k: _deserializer.deserialize(v) for k, v in item.items()}
     error = data.get("last_error")
     return ExpectedMailbox(

@@ -52,6 +52,8 @@ class Settings(BaseModel):
     # --- AWS resources (set by template.yaml) ---
     mailbox_table_name: str | None = Field(None, alias="MAILBOX_TABLE_NAME", min_length=3)
     work_queue_url: str | None = Field(None, alias="WORK_QUEUE_URL", min_length=1)
+    # The bus the mailbox events go to: a name or an ARN (PutEvents takes either).
+    event_bus_name: str | None = Field(None, alias="EVENT_BUS_NAME", min_length=1)
 
     # --- Secrets: references, never values (except MAILIVERY_API_KEY on a local stage) ---
     mailivery_api_key_secret: str | None = Field(

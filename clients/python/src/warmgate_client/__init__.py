@@ -18,8 +18,10 @@ from warmgate_client.models import (
     MAILBOX_STATES,
     ConsentLink,
     LastError,
+    MailboxListing,
     MailboxRecord,
     MailboxState,
+    MailboxSummary,
     Transition,
 )
 
@@ -31,8 +33,10 @@ __all__ = [
     "ConsentLink",
     "InvalidRequest",
     "LastError",
+    "MailboxListing",
     "MailboxRecord",
     "MailboxState",
+    "MailboxSummary",
     "MissingCredentials",
     "NotFound",
     "ServiceUnavailable",

@@ -2,6 +2,7 @@
 
     warmgate-client onboard ada@contoso.com --first-name Ada --requested-by me
     warmgate-client get ada@contoso.com
+    warmgate-client list --state paused --state connection_problem --all
 
 The answer goes to stdout as JSON; an error to stderr as `error: <status> <code>: <message>`.
 Exit codes: 0 done; 1 no such mailbox; 2 refused (bad input, conflict, access denied) or bad
@@ -30,6 +31,7 @@ from warmgate_client.errors import (
     TransportError,
     WarmgateError,
 )
+from warmgate_client.models import MAILBOX_STATES, MailboxListing
 
 EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_RETRY_LATER = 1, 2, 3
 API_URL_VARIABLE = "WARMGATE_API_URL"
@@ -62,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     onboard.add_argument("--tag", action="append", default=[], dest="tags", help="repeatable")
     onboard.add_argument("--email-per-day", type=int)
     onboard.add_argument("--response-rate", type=int)
+
+    listing = commands.add_parser("list", help="your mailboxes, newest change first")
+    listing.add_argument(
+        "--state", action="append", default=[], choices=MAILBOX_STATES, help="repeatable"
+    )
+    listing.add_argument("--requested-by")
+    listing.add_argument("--limit", type=int, help="per page (1-100, default 50)")
+    pages = listing.add_mutually_exclusive_group()
+    pages.add_argument("--cursor", help="the next_cursor of the page before")
+    pages.add_argument("--all", action="store_true", help="every page, as one listing")
 
     for name, text in (
         ("get", "show a mailbox's record and history"),
@@ -120,6 +132,15 @@ def _run(client: WarmgateClient, args: argparse.Namespace) -> object:
             tags=args.tags,
             email_per_day=args.email_per_day,
             response_rate=args.response_rate,
+        )
+    if args.command == "list":
+        if args.all:
+            found = client.list_all(
+                state=args.state, requested_by=args.requested_by, limit=args.limit or 100
+            )
+            return MailboxListing(tuple(found), next_cursor=None)
+        return client.list(
+            state=args.state, requested_by=args.requested_by, limit=args.limit, cursor=args.cursor
         )
     by_email = {"get": client.get, "withdraw": client.withdraw, "resume": client.resume}
     return by_email[args.command](args.email)

@@ -9,10 +9,10 @@ body and the signed headers are built once and handed unchanged to httpx.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from botocore.auth import SigV4Auth
@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 from botocore.session import Session
 
 from warmgate_client.errors import MissingCredentials, TransportError, UnexpectedAnswer, error_for
-from warmgate_client.models import ConsentLink, MailboxRecord
+from warmgate_client.models import ConsentLink, MailboxListing, MailboxRecord, MailboxSummary
 
 SERVICE = "execute-api"
 DEFAULT_TIMEOUT_SECONDS = 30.0  # the API's functions time out after 30 s
@@ -87,6 +87,38 @@ class WarmgateClient:
         """`GET /mailboxes/{email}`: the record, its state and history."""
         response = self._call("GET", _mailbox_path(email))
         return MailboxRecord.from_json(_answer(response, expected=(200,)))
+
+    def list(
+        self,
+        *,
+        state: Sequence[str] = (),
+        requested_by: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> MailboxListing:
+        """`GET /mailboxes`: one page of the caller's mailboxes (an admin's: all), newest change
+        first, in one of `state` (any if empty); `cursor` is the previous page's `next_cursor`."""
+        query = {
+            "state": ",".join(state) or None,
+            "requested_by": requested_by,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        given = {name: value for name, value in query.items() if value is not None}
+        path = "/mailboxes" + (f"?{urlencode(given)}" if given else "")
+        return MailboxListing.from_json(_answer(self._call("GET", path), expected=(200,)))
+
+    def list_all(
+        self, *, state: Sequence[str] = (), requested_by: str | None = None, limit: int = 100
+    ) -> Iterator[MailboxSummary]:
+        """Every mailbox `list` finds, page after page (`limit` per page)."""
+        cursor = None
+        while True:
+            page = self.list(state=state, requested_by=requested_by, limit=limit, cursor=cursor)
+            yield from page.mailboxes
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def withdraw(self, email: str) -> MailboxRecord:
         """`DELETE /mailboxes/{email}`: withdraw a live request (state `withdrawn`)."""

@@ -121,24 +121,69 @@ class MailboxRecord:
     def from_json(cls, data: object) -> MailboxRecord:
         fields = _Fields(data, "MailboxRecord")
         return cls(
-            email=fields.text("email"),
-            state=fields.state("state"),
+            **_summary_fields(fields),
             state_description=fields.text("state_description"),
             next_states=tuple(cast(MailboxState, s) for s in fields.array("next_states")),
-            expired=fields.boolean("expired"),
-            parked=fields.boolean("parked"),
-            request_kind=fields.optional("request_kind", fields.text),
-            open_request=fields.boolean("open_request"),
-            campaign_id=fields.optional("campaign_id", fields.text),
             consent_url=fields.optional("consent_url", fields.text),
-            requested_by=fields.text("requested_by"),
-            requested_by_principal=fields.optional("requested_by_principal", fields.text),
-            requested_at=fields.timestamp("requested_at"),
-            expires_at=fields.timestamp("expires_at"),
-            updated_at=fields.timestamp("updated_at"),
             last_error=fields.optional("last_error", fields.nested(LastError.from_json)),
             history=tuple(Transition.from_json(item) for item in fields.array("history")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSummary:
+    """One mailbox of `GET /mailboxes`; `get(email)` has the whole record."""
+
+    email: str
+    state: MailboxState
+    expired: bool
+    parked: bool
+    request_kind: str | None
+    open_request: bool
+    campaign_id: str | None
+    requested_by: str
+    requested_by_principal: str | None
+    requested_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, data: object) -> MailboxSummary:
+        return cls(**_summary_fields(_Fields(data, "MailboxSummary")))
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListing:
+    """One page of `GET /mailboxes`; pass `next_cursor` to `list` for the next (None: last)."""
+
+    mailboxes: tuple[MailboxSummary, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> MailboxListing:
+        fields = _Fields(data, "MailboxListing")
+        return cls(
+            mailboxes=tuple(MailboxSummary.from_json(item) for item in fields.array("mailboxes")),
+            next_cursor=fields.optional("next_cursor", fields.text),
+        )
+
+
+def _summary_fields(fields: _Fields) -> dict[str, Any]:
+    """The fields a MailboxSummary has, and a MailboxRecord too."""
+    return {
+        "email": fields.text("email"),
+        "state": fields.state("state"),
+        "expired": fields.boolean("expired"),
+        "parked": fields.boolean("parked"),
+        "request_kind": fields.optional("request_kind", fields.text),
+        "open_request": fields.boolean("open_request"),
+        "campaign_id": fields.optional("campaign_id", fields.text),
+        "requested_by": fields.text("requested_by"),
+        "requested_by_principal": fields.optional("requested_by_principal", fields.text),
+        "requested_at": fields.timestamp("requested_at"),
+        "expires_at": fields.timestamp("expires_at"),
+        "updated_at": fields.timestamp("updated_at"),
+    }
 
 
 class _Fields:

@@ -1,0 +1,42 @@
+"""EventsFunction: MailboxTable's stream → one EventBridge event per mailbox state change and
+per unexpected campaign (warmgate.mailbox_events).
+
+A partial failure names the first record not published: Lambda retries the stream from there
+(ReportBatchItemFailures). An unreadable record first in the batch fails the invocation, so
+Lambda bisects the batch down to it (BisectBatchOnFunctionError). After MaximumRetryAttempts
+Lambda hands the description of what is still failing to EventsDLQ (alarmed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from warmgate.mailbox_events import MailboxEventPublisher
+from warmgate.observability import logger, metrics
+from warmgate.settings import load_settings
+
+settings = load_settings(require=["EVENT_BUS_NAME"])
+publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name or "")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records") or []
+    outcome = publisher.publish(records)
+    metrics.add_metric(name="MailboxEventsPublished", unit="Count", value=outcome.published)
+    if outcome.retry_from is not None:
+        metrics.add_metric(name="MailboxEventsDeferred", unit="Count", value=1)
+        logger.warning(
+            "events not all published: the stream is retried from a record",
+            extra={
+                "records": len(records),
+                "published": outcome.published,
+                "retry_from": outcome.retry_from,
+                "problem": outcome.problem,
+            },
+        )
+    return {"batchItemFailures": outcome.batch_item_failures}
