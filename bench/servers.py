@@ -147,23 +147,6 @@ def aws_stub_server(secret_value: str) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
-def lock_dynamodb_writes() -> None:
-    """DynamoDB evaluates a condition and writes atomically per item; moto's backend has no
-    lock, and its server is threaded, so two workers could both win a conditional write (the
-    same patch as tests/integration/harness.lock_conditional_writes)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
-
-
 def _quiet_werkzeug() -> None:
     # moto and werkzeug log every request; the parent reads only the READY line.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -187,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "moto":
         from moto.server import ThreadedMotoServer
 
-        lock_dynamodb_writes()
+        from devstack.local_aws import atomic_dynamodb_writes
+
+        atomic_dynamodb_writes().__enter__()  # for the child's whole life
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         host, port = moto.get_host_and_port()

@@ -44,6 +44,7 @@ from bench.harness import (
 )
 from bench.report import Goal, Row, Table, ratio
 from bench.servers import BackgroundServer
+from devstack.local_aws import atomic_dynamodb_writes
 from devstack.sandbox_control import SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
@@ -59,7 +60,6 @@ SHARE_GOAL: Final = 0.97
 MIN_WAITED_SHARE: Final = 0.15
 QUEUE_DEPTH: Final = 60  # 3 batches of 10 per worker: neither can run dry between top-ups
 MACHINE_BOUND: Final = "machine-bound: workers hardly waited for tokens; lower TIME_SCALE"
-ATOMIC_WRITES: Final = ("put_item", "update_item", "delete_item")
 
 
 @dataclass(frozen=True)
@@ -310,30 +310,16 @@ def run(*, quick: bool) -> Table:
 
 @contextlib.contextmanager
 def in_process_aws() -> Iterator[None]:
-    """moto in this process, DynamoDB's per-item write atomicity restored for the threads.
+    """moto in this process, DynamoDB's write atomicity restored for the threads.
 
     In-process rather than a moto server: a botocore call over loopback HTTP costs this process
     about twice the CPU of one moto intercepts (no urllib3, no reconnect per call: werkzeug
     closes every connection), and this benchmark is about pacing, not CPU: the two workers
     must be able to go faster than the budget lets them, even on a small shared machine."""
     from moto import mock_aws
-    from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.Lock()
-    originals = {name: getattr(DynamoDBBackend, name) for name in ATOMIC_WRITES}
-    for name, original in originals.items():
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
+    with atomic_dynamodb_writes(), mock_aws():
+        yield
 
 
 def seed_backlog(backlog: int, dynamodb: Any, control: SandboxControl) -> list[str]:

@@ -12,7 +12,8 @@ import re
 import secrets
 import socket
 import string
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,6 +86,34 @@ class MotoEndpoint:
                 self._server.stop()
         if self._werkzeug_level is not None:
             logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
+
+
+# DynamoDBBackend methods that check a condition and then write.
+CONDITIONAL_WRITES: Final = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+@contextlib.contextmanager
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """DynamoDB evaluates a condition and applies the write as one step (per item; a whole
+    transaction at once). moto's backend has no lock, and its server is threaded, so two threads
+    could both pass the same condition: serialise its conditional writes while this is open.
+    Re-entrant, because moto's transaction writes through its own put_item / update_item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {name: getattr(DynamoDBBackend, name) for name in CONDITIONAL_WRITES}
+    for name, original in originals.items():
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 def free_port(name: str, port: int) -> int:

@@ -75,24 +75,6 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) ->
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
-def lock_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB evaluates a condition and writes atomically per item; moto's backend has no
-    lock, so concurrent tests serialise its writes as the real service would."""
-    import threading
-
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @dataclass
 class Stack:
     aws: Any

@@ -36,10 +36,9 @@ from tests.integration.harness import (
     set_environment,
 )
 from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
-from warmgate.mailivery import client_from_settings
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.worker import CampaignWorker
+from warmgate.worker import worker_from_settings
 
 
 def reload_worker(stack: Stack, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
@@ -462,13 +461,7 @@ def scaled_worker(instance: ModuleType) -> None:
         clock=lambda: time.time() * TIME_SCALE,
         sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
     )
-    instance.worker = CampaignWorker(
-        MailboxRepository(dynamodb, TABLE),
-        client_from_settings(settings, throttle=budget.acquire),
-        policy=settings.unexpected_campaign_policy,
-        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-        max_start_attempts=settings.max_start_attempts,
-    )
+    instance.worker = worker_from_settings(settings, dynamodb, budget)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")

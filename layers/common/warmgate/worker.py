@@ -1,9 +1,12 @@
 """The worker's service: verify one campaign event and start, resume, delete or leave it.
 
-Reads the inputs of `decisions.decide`, then applies the decision with conditional writes:
+Reads the inputs of `decisions.decide` (the campaign from Mailivery, then the mailbox record
+and the campaign's ledger entry in one read), then applies the decision with conditional writes:
 a claim (mailbox `verifying` / ledger `deleting`) is written *before* the one vendor call, and
 the final state after it, so duplicates and re-ordered deliveries on other workers find the
-claim or the result and make no second call.
+claim or the result and make no second call. The claim also takes that call's request-budget
+token (one transaction), so a message that starts a campaign costs four DynamoDB calls: the
+re-read's token, the read, the claim, the result; a duplicate costs two.
 """
 
 from __future__ import annotations
@@ -98,9 +101,13 @@ class CampaignWorker:
         claim_lease: timedelta,
         max_start_attempts: int,
         clock: Callable[[], datetime] = utc_now,
+        budget: RateBudget | None = None,
     ) -> None:
+        """`budget`: the request budget `mailivery` throttles on; when given, each claim takes
+        the token of the vendor action it precedes, and that action skips the throttle."""
         self._repository = repository
         self._mailivery = mailivery
+        self._budget = budget
         self._policy = policy
         self._lease = claim_lease
         self._max_start_attempts = max_start_attempts
@@ -138,8 +145,7 @@ class CampaignWorker:
         if campaign_id is None:
             return None
         email = campaign.email if campaign is not None else message.email
-        mailbox = self._repository.get(email) if email else None
-        ledger = self._repository.get_ledger_entry(campaign_id)
+        mailbox, ledger = self._repository.get_with_ledger(email, campaign_id)
         now = self._clock()
         decision = decide(
             kind, campaign_id, campaign, mailbox, ledger, self._policy, now, self._lease
@@ -207,6 +213,7 @@ class CampaignWorker:
                 outcome_unknown=False,
             ),
             read_version=mailbox.version,
+            with_token=self._budget,
         )
         call = (
             self._mailivery.start_warmup
@@ -214,7 +221,7 @@ class CampaignWorker:
             else self._mailivery.resume_warmup
         )
         try:
-            call(campaign_id)
+            call(campaign_id, prepaid=self._budget is not None)
         except Conflict as exc:
             if not self._is_active(campaign_id):  # "already warming" after a re-read is success
                 return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
@@ -309,10 +316,16 @@ class CampaignWorker:
         ledger: CampaignLedgerEntry | None,
     ) -> Outcome:
         claimed = self._save_ledger(
-            campaign_id, email, ledger, LedgerState.DELETING, decision.reason, self._clock()
+            campaign_id,
+            email,
+            ledger,
+            LedgerState.DELETING,
+            decision.reason,
+            self._clock(),
+            with_token=self._budget,
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            self._mailivery.delete_campaign(campaign_id)
+            self._mailivery.delete_campaign(campaign_id, prepaid=self._budget is not None)
         self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
         return decision.outcome
 
@@ -353,12 +366,15 @@ class CampaignWorker:
         state: LedgerState,
         reason: str,
         now: datetime,
+        *,
+        with_token: RateBudget | None = None,
     ) -> CampaignLedgerEntry:
         """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
         entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))
         return self._repository.save_ledger_entry(
             entry.moved_to(state, now=now, reason=reason),
             read_version=ledger.version if ledger else None,
+            with_token=with_token,
         )
 
     def _is_active(self, campaign_id: str) -> bool:
@@ -375,14 +391,19 @@ class CampaignWorker:
             logger.warning("claim changed before it could be released")
 
 
-def worker_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> CampaignWorker:
-    """The worker as every entry point runs it: settings' policy, the shared request budget."""
+def worker_from_settings(
+    settings: Settings, dynamodb: DynamoDBClient, budget: RateBudget | None = None
+) -> CampaignWorker:
+    """The worker as every entry point runs it: settings' policy, the shared request budget
+    (`budget`: another one, e.g. on a benchmark's scaled clock)."""
     table = settings.mailbox_table_name or ""
-    budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
+    if budget is None:
+        budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
     return CampaignWorker(
         MailboxRepository(dynamodb, table),
         client_from_settings(settings, throttle=budget.acquire),
         policy=settings.unexpected_campaign_policy,
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),
         max_start_attempts=settings.max_start_attempts,
+        budget=budget,
     )
