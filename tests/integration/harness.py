@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from devstack.sandbox_control import SandboxControl
+from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.repository import MailboxRepository
 from warmgate.work_queue import QueuedWebhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +115,14 @@ class Stack:
         response = self.onboarding.lambda_handler(event, LambdaContext())
         return response["statusCode"], json.loads(response["body"]), response["headers"]
 
+    def seed_expected(self, email: str) -> str:
+        """An expectation and its consented (pending) campaign, as onboarding and the owner
+        leave them, written directly: no onboarding call, so no request-budget token taken."""
+        MailboxRepository(self.aws, TABLE).save(
+            expectation(email, datetime.now(UTC)), read_version=None
+        )
+        return str(self.control.seed_campaign(email=email)["id"])
+
     def consent(self, url: str, email: str | None = None) -> str:
         return str(self.control.consent(url=url, email=email)["campaign"]["id"])
 
@@ -208,3 +219,17 @@ def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -
 
 def pending(campaign_id: str, email: str | None = ADA) -> str:
     return message("campaign.pending", campaign_id, email)
+
+
+def expectation(email: str, now: datetime) -> ExpectedMailbox:
+    """A live expectation, as OnboardingFunction leaves it after issuing a consent link."""
+    return ExpectedMailbox(
+        email=email,
+        state=MailboxState.CONSENT_REQUESTED,
+        first_name="Box",
+        requested_by="load-test",
+        requested_at=iso(now),
+        expires_at=iso(now + timedelta(hours=1)),
+        updated_at=iso(now),
+        consent_url="https://login.microsoftonline.com/common?client_id=a&state=b",
+    )
