@@ -18,7 +18,7 @@ import pytest
 
 from bench.aws_calls import AwsCalls, CallLog
 from devstack.template import resource
-from tests.integration.harness import ADA, Stack, load_function, pending
+from tests.integration.harness import ADA, Stack, load_function, message, pending
 from warmgate import aws
 
 # A transaction is authorized by the actions of the writes inside it (IAM has no action of its
@@ -56,21 +56,36 @@ def test_worker_message_that_starts_a_campaign_makes_four_dynamodb_calls(
 
     assert stack.mailbox()["state"] == "warming"
     assert dict(log.calls) == {
-        "dynamodb.UpdateItem": 1,  # the re-read's token
         "dynamodb.BatchGetItem": 1,  # the mailbox and the campaign's ledger entry
+        "dynamodb.UpdateItem": 1,  # the re-read's token
         "dynamodb.TransactWriteItems": 1,  # the claim, with the start call's token
         "dynamodb.PutItem": 1,  # the result: warming
     }
 
 
-def test_worker_duplicate_message_makes_two_dynamodb_calls(stack: Stack, calls: AwsCalls) -> None:
+def test_worker_replayed_message_makes_one_dynamodb_call_and_no_vendor_call(
+    stack: Stack, calls: AwsCalls
+) -> None:
     campaign_id = stack.seed_expected(ADA)
     deliver(stack, calls, pending(campaign_id))
+    vendor_calls = len(stack.control.calls())
 
     log = deliver(stack, calls, pending(campaign_id))
 
+    assert dict(log.calls) == {"dynamodb.BatchGetItem": 1}  # decided from the record alone
+    assert len(stack.control.calls()) == vendor_calls
+
+
+def test_worker_duplicate_of_another_event_type_rereads_with_two_dynamodb_calls(
+    stack: Stack, calls: AwsCalls
+) -> None:
+    campaign_id = stack.seed_expected(ADA)
+    deliver(stack, calls, pending(campaign_id))
+
+    log = deliver(stack, calls, message("campaign.updated", campaign_id))
+
     assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/start-warmup")) == 1
-    assert dict(log.calls) == {"dynamodb.UpdateItem": 1, "dynamodb.BatchGetItem": 1}
+    assert dict(log.calls) == {"dynamodb.BatchGetItem": 1, "dynamodb.UpdateItem": 1}
 
 
 def test_worker_unexpected_campaign_deleted_makes_four_dynamodb_calls(

@@ -1,12 +1,15 @@
 """The worker's service: verify one campaign event and start, resume, delete or leave it.
 
-Reads the inputs of `decisions.decide` (the campaign from Mailivery, then the mailbox record
-and the campaign's ledger entry in one read), then applies the decision with conditional writes:
-a claim (mailbox `verifying` / ledger `deleting`) is written *before* the one vendor call, and
-the final state after it, so duplicates and re-ordered deliveries on other workers find the
-claim or the result and make no second call. The claim also takes that call's request-budget
-token (one transaction), so a message that starts a campaign costs four DynamoDB calls: the
-re-read's token, the read, the claim, the result; a duplicate costs two.
+Reads the inputs of `decisions.decide`: the mailbox record of the webhook's email and the
+campaign's ledger entry in one read, then the campaign from Mailivery (the webhook is only a
+hint; when the campaign's email is another, that mailbox is read too). A replay of an event the
+record already reflects ends at the first read (`decisions.replayed`). The decision is applied
+with conditional writes: a claim (mailbox `verifying` / ledger `deleting`) is written *before*
+the one vendor call, and the final state after it, so duplicates and re-ordered deliveries on
+other workers find the claim or the result and make no second call; a write on a record that
+changed since it was read fails, and the message is decided again. The claim also takes that
+call's request-budget token (one transaction), so a message that starts a campaign costs four
+DynamoDB calls: the read, the re-read's token, the claim, the result; a replay costs one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from warmgate.decisions import (
     Outcome,
     classify_event,
     decide,
+    replayed,
 )
 from warmgate.mailboxes import (
     ExpectedMailbox,
@@ -79,6 +83,16 @@ class RetryLater(Exception):
         self.kind = kind
         self.reason = reason
         self.attempt = attempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    """The mailbox record of `email` and the ledger entry of `campaign_id`, as read together."""
+
+    email: str | None
+    campaign_id: str
+    mailbox: ExpectedMailbox | None
+    ledger: CampaignLedgerEntry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +153,42 @@ class CampaignWorker:
         situation = self._situation(kind, message)
         return None if situation is None else situation.decision
 
-    def _situation(self, kind: EventKind, message: QueuedWebhook) -> _Situation | None:
-        """Everything the decision reads: the re-read campaign and our records of it."""
+    def _situation(
+        self, kind: EventKind, message: QueuedWebhook, hinted: _Records | None = None
+    ) -> _Situation | None:
+        """Everything the decision reads: the re-read campaign and our records of it (those
+        `hinted` read already, if they are the campaign's)."""
         campaign_id, campaign = self._reread(message)
         if campaign_id is None:
             return None
         email = campaign.email if campaign is not None else message.email
-        mailbox, ledger = self._repository.get_with_ledger(email, campaign_id)
+        if hinted is not None and (hinted.email, hinted.campaign_id) == (email, campaign_id):
+            mailbox, ledger = hinted.mailbox, hinted.ledger
+        else:
+            mailbox, ledger = self._repository.get_with_ledger(email, campaign_id)
         now = self._clock()
         decision = decide(
             kind, campaign_id, campaign, mailbox, ledger, self._policy, now, self._lease
         )
         return _Situation(campaign_id, email, mailbox, ledger, now, decision)
 
+    def _hinted(self, message: QueuedWebhook) -> _Records | None:
+        """Our records of the campaign the message names, read by its hints (None: it names
+        none, and the campaign must be found by email at Mailivery first)."""
+        if message.campaign_id is None:
+            return None
+        mailbox, ledger = self._repository.get_with_ledger(message.email, message.campaign_id)
+        return _Records(message.email, message.campaign_id, mailbox, ledger)
+
     def _handle(self, kind: EventKind, message: QueuedWebhook) -> Outcome:
-        situation = self._situation(kind, message)
+        hinted = self._hinted(message)
+        if hinted is not None and replayed(message.event_type, hinted.campaign_id, hinted.mailbox):
+            logger.info(
+                "campaign decision",
+                extra={"outcome": Outcome.DUPLICATE.value, "reason": "replayed event"},
+            )
+            return Outcome.DUPLICATE
+        situation = self._situation(kind, message, hinted)
         if situation is None:
             logger.warning("no campaign for this event", extra={"event_type": message.event_type})
             return Outcome.IGNORED
