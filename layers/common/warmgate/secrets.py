@@ -43,6 +43,14 @@ def forget_secrets() -> None:
     _values.clear()
 
 
+def reset_secrets() -> None:
+    """Drop the cached values and clients too: for a process that moves to another AWS
+    endpoint (the local stack, started again)."""
+    forget_secrets()
+    _ssm.cache_clear()
+    _secrets_manager.cache_clear()
+
+
 def _read(reference: str) -> object:
     if reference.startswith(SSM_PREFIX) or reference.startswith("/"):
         name = reference.removeprefix(SSM_PREFIX)
