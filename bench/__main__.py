@@ -23,7 +23,8 @@ from bench.throughput import run as run_throughput
 from bench.warm_cpu import run as run_warm_cpu
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
-BENCHMARKS: Final[dict[str, Callable[..., Table]]] = {
+# A benchmark returns its table, or several measured in one run (e2e: latency and cost).
+BENCHMARKS: Final[dict[str, Callable[..., Table | list[Table]]]] = {
     "cold_init": run_cold_init,
     "warm_cpu": run_warm_cpu,
     "throughput": run_throughput,
@@ -55,17 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[{name}] running…", file=sys.stderr, flush=True)
         began = time.monotonic()
         try:
-            table = BENCHMARKS[name](quick=args.quick)
+            result = BENCHMARKS[name](quick=args.quick)
         except Exception as exc:
             # One benchmark that cannot run (no artifact, a port taken) must not hide the others.
             traceback.print_exc()
             print(f"[{name}] could not run: {exc}", file=sys.stderr, flush=True)
             failed.append(name)
             continue
-        table.extra["duration_s"] = round(time.monotonic() - began, 1)
-        tables.append(table)
-        print("\n" + table.render(), flush=True)
-        print(f"[{name}] took {table.extra['duration_s']} s", file=sys.stderr, flush=True)
+        duration = round(time.monotonic() - began, 1)
+        for table in result if isinstance(result, list) else [result]:
+            table.extra["duration_s"] = duration
+            tables.append(table)
+            print("\n" + table.render(), flush=True)
+        print(f"[{name}] took {duration} s", file=sys.stderr, flush=True)
     path = args.json or RESULTS / f"{started:%Y%m%dT%H%M%SZ}.json"
     write_json(path, started, args.quick, tables)
     print(f"\nresults: {path}", flush=True)
