@@ -126,6 +126,10 @@ class FakeDynamoDB:
         if condition == "version = :read_version":
             return stored is not None and stored["version"] == values[":read_version"]
         tat = None if stored is None or "tat" not in stored else int(stored["tat"]["N"])
+        if condition == "attribute_not_exists(#tat)":
+            return tat is None
+        if condition == "#tat = :seen":
+            return tat == int(values[":seen"]["N"])
         if condition == "attribute_not_exists(#tat) OR #tat <= :now":
             return tat is None or tat <= int(values[":now"]["N"])
         assert condition == "#tat BETWEEN :now AND :latest", condition
@@ -351,6 +355,24 @@ def test_acquire_stale_guess_learns_the_stored_value_from_the_failed_write(
     calls = len(fake.calls)
     mine.acquire(max_wait=0)
     assert len(fake.calls) == calls + 1
+
+
+def test_acquire_waiting_instances_book_their_tokens_ahead_one_write_each(
+    fake: FakeDynamoDB, clock: SimClock
+) -> None:
+    mine, theirs = make_budget(fake, clock), make_budget(fake, clock)
+    admitted(mine)
+    theirs.acquire(max_wait=0.5)  # learns the bucket (a refused write), books the next token
+    fake.calls.clear()
+    start = clock.now
+
+    mine.acquire(max_wait=1.0)
+    theirs.acquire(max_wait=1.0)
+
+    # Each books the next free token with one write and sleeps until its time: no race.
+    assert fake.calls == ["UpdateItem", "UpdateItem"]
+    assert fake.refused == 1  # only `theirs` learning where the bucket stood, before
+    assert clock.now - start == pytest.approx(2 * 0.261905, abs=0.003)
 
 
 def test_acquire_transaction_holding_the_item_is_waited_out_within_max_wait(

@@ -26,11 +26,21 @@ the bucket is empty), the failed condition returns the stored item in the same c
 (ReturnValuesOnConditionCheckFailure=ALL_OLD), and the next attempt, or the wait for a token,
 is computed from it.
 
+A token is not waited for before it is taken: it is booked up to max_wait ahead (the update's
+bound is t + τ + max_wait), then slept for until its time, tat - T - τ, which the update
+returns (ReturnValues=UPDATED_NEW) or, for a transaction, the exact condition gives. Instances
+waiting for tokens then take one write each, in turn, instead of all waking at the same moment
+and racing for the first one. The request goes out at its token's time: the bound above holds
+for it as for any other grant.
+
 `acquire_with` takes the token in one transaction with another conditional write: the worker's
 claim before a start/resume/delete, so the call that follows the claim costs no DynamoDB call of
 its own. Taking that token earlier, together with the re-read's ("two at once"), would break the
 guarantee: the second request would go out up to a whole re-read (seconds, retries included)
-after its grant, and a limiter can only bound when it grants.
+after its token's time, and a limiter can only bound the times of its tokens. A transaction
+returns no values, so its update is conditional on the exact tat last seen (the new value, and
+the token's time, are then known): another instance's token since refuses it, and it is tried
+again with the value the refusal returned.
 
 Time is kept in whole microseconds, the clock read rounded down: a window of 60 s then spans
 exactly 60,000,000 of them, and rounding never admits more. An item left by the earlier token
@@ -74,6 +84,11 @@ _BUSY = {
     "UpdateExpression": "SET #tat = #tat + :interval",
     "ConditionExpression": "#tat BETWEEN :now AND :latest",
 }
+_FIRST = {
+    "UpdateExpression": "SET #tat = :next",
+    "ConditionExpression": "attribute_not_exists(#tat)",
+}
+_EXACT = {"UpdateExpression": "SET #tat = :next", "ConditionExpression": "#tat = :seen"}
 
 
 class BudgetExhausted(Exception):
@@ -152,16 +167,15 @@ class RateBudget:
         while True:
             now = math.floor(self._clock() * MICROS)  # floor: a token is never dated late
             seen = self._seen
-            if seen is not None and seen > now + self._tolerance:  # empty: wait for a token
-                # Whole milliseconds, rounded up, so after the wait the token is due.
-                wait = math.ceil((seen - self._tolerance - now) / 1000) / 1000
-                if wait > max_wait - slept:
-                    raise BudgetExhausted(wait)
-                self._sleep(wait)
-                slept += wait
-                continue
-            attempt = self._attempt(now, seen, write)
+            # A token may be booked as far ahead as the caller may still wait for it.
+            ahead = math.floor((max_wait - slept) * MICROS)
+            if seen is not None and seen > now + self._tolerance + ahead:  # none in time
+                raise BudgetExhausted(_milliseconds(seen - self._tolerance - now))
+            attempt = self._attempt(now, seen, write, ahead)
             if attempt is _Attempt.TAKEN:
+                due = (self._seen or now) - self._interval - self._tolerance  # the token's time
+                if due > now:
+                    self._sleep(_milliseconds(due - now))
                 return
             conflicts += 1
             if conflicts >= MAX_CONFLICTS:
@@ -173,24 +187,32 @@ class RateBudget:
                 slept += CONFLICT_PAUSE
 
     def _attempt(
-        self, now: int, seen: int | None, write: TransactWriteItemTypeDef | None
+        self, now: int, seen: int | None, write: TransactWriteItemTypeDef | None, ahead: int
     ) -> _Attempt:
-        """One conditional write for one token; updates what this instance has seen."""
-        idle = seen is None or seen <= now
+        """One conditional write for one token, at most `ahead` µs beyond the bucket's
+        tolerance; updates what this instance has seen."""
+        next_ = max(now, seen or now) + self._interval
+        if write is not None:  # exact: a transaction returns no values
+            form, values = (
+                (_FIRST, {":next": next_})
+                if seen is None
+                else (_EXACT, {":next": next_, ":seen": seen})
+            )
+        elif seen is None or seen <= now:
+            form, values = _IDLE, {":next": next_, ":now": now}
+        else:
+            form = _BUSY
+            values = {
+                ":interval": self._interval,
+                ":now": now,
+                ":latest": now + self._tolerance + ahead,
+            }
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key,
-            **(_IDLE if idle else _BUSY),
+            **form,
             "ExpressionAttributeNames": {"#tat": "tat"},
-            "ExpressionAttributeValues": (
-                {":next": _number(now + self._interval), ":now": _number(now)}
-                if idle
-                else {
-                    ":interval": _number(self._interval),
-                    ":now": _number(now),
-                    ":latest": _number(now + self._tolerance),
-                }
-            ),
+            "ExpressionAttributeValues": {name: _number(v) for name, v in values.items()},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         try:
@@ -200,8 +222,7 @@ class RateBudget:
             else:
                 token: TransactWriteItemTypeDef = {"Update": cast("UpdateTypeDef", update)}
                 self._client.transact_write_items(TransactItems=[write, token])
-                # The stored tat is at least this (other instances may have added to it).
-                self._seen = max(now, seen or now) + self._interval
+                self._seen = next_
         except ClientError as exc:
             return self._failed(exc)
         return _Attempt.TAKEN
@@ -224,6 +245,11 @@ class RateBudget:
             if "TransactionConflict" in reasons:
                 return _Attempt.HELD
         raise exc
+
+
+def _milliseconds(micros: int) -> float:
+    """A wait in seconds, in whole milliseconds rounded up: after it, the token is due."""
+    return math.ceil(micros / 1000) / 1000
 
 
 def _number(value: int) -> dict[str, str]:
