@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from bench.cold_init import run as run_cold_init
 from bench.e2e import run as run_e2e
@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, help="where to write the results (default: bench/results/<UTC>.json)"
     )
+    parser.add_argument(
+        "--baseline-ref",
+        help="the git commit cold_init's `before` variant is built from "
+        "(default: where HEAD left main)",
+    )
     args = parser.parse_args(argv)
+    options: dict[str, dict[str, Any]] = {"cold_init": {"baseline_ref": args.baseline_ref}}
     started = datetime.now(UTC)
     print(run_header(started, machine(), args.quick), flush=True)
     tables: list[Table] = []
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[{name}] running…", file=sys.stderr, flush=True)
         began = time.monotonic()
         try:
-            result = BENCHMARKS[name](quick=args.quick)
+            result = BENCHMARKS[name](quick=args.quick, **options.get(name, {}))
         except Exception as exc:
             # One benchmark that cannot run (no artifact, a port taken) must not hide the others.
             traceback.print_exc()

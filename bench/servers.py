@@ -15,6 +15,7 @@ Kinds:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
@@ -40,9 +41,18 @@ class BackgroundServer:
         self.url = ""
 
     def start(self) -> BackgroundServer:
+        return self.launch().ready()
+
+    def launch(self) -> BackgroundServer:
+        """Start the child without waiting for it (see `running`: several start together)."""
         self._process = subprocess.Popen(
             self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        return self
+
+    def ready(self) -> BackgroundServer:
+        """Wait for the launched child's READY line."""
+        assert self._process is not None
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line.startswith(READY):
@@ -80,6 +90,19 @@ class BackgroundServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running(*servers: BackgroundServer) -> Iterator[tuple[BackgroundServer, ...]]:
+    """Several children started at once (each spends most of its start importing), stopped
+    at the end, whatever happens."""
+    try:
+        for server in servers:
+            server.launch()
+        yield tuple(server.ready() for server in servers)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 # --------------------------------------------------------------------------- the children

@@ -50,7 +50,7 @@ from bench.harness import (
     use_budget,
 )
 from bench.report import Goal, Row, Table, median, ratio
-from bench.servers import BackgroundServer
+from bench.servers import BackgroundServer, running
 from devstack.sandbox_control import SandboxControl
 from devstack.template import create_queues, create_table
 from warmgate import aws
@@ -254,11 +254,13 @@ class WorkerBench:
 
 
 def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
-    batches = 4 if quick else 15
+    batches = 3 if quick else 15
     profiled = 1 if quick else 4
     with (
-        BackgroundServer("moto") as moto,
-        BackgroundServer("sandbox", "--api-key", API_KEY, "--rate-limit", "1000000") as sandbox,
+        running(
+            BackgroundServer("moto"),
+            BackgroundServer("sandbox", "--api-key", API_KEY, "--rate-limit", "1000000"),
+        ) as (moto, sandbox),
         SandboxControl(sandbox.url) as control,
     ):
         with environment(aws_environment(moto.url)):
