@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.template import create_table
-from warmgate.rate_budget import SEND_MARGIN, BudgetExhausted, RateBudget
+from warmgate.rate_budget import SEND_MARGIN, BudgetExhausted, RateBudget, WriteRefused
 
 TABLE = "warmgate-mailboxes-test"
 T0 = 1_700_000_000.0
@@ -180,3 +180,52 @@ def test_rate_budget_instances_saturating_share_one_per_minute_budget(
         f"instances={instances} admitted={len(times)} busiest 60.5 s window={busiest_minute} "
         f"writes={writes} writes/token={writes / len(times):.2f} instants={instants}"
     )
+
+
+# --- a token with another write, in one transaction (moto) -----------------------------------
+
+CLAIM_KEY = {"pk": {"S": "mailbox#ada@contoso.com"}}
+
+
+def claim(version: int) -> Any:
+    return {
+        "Put": {
+            "TableName": TABLE,
+            "Item": {**CLAIM_KEY, "version": {"N": str(version + 1)}},
+            "ConditionExpression": "version = :read_version",
+            "ExpressionAttributeValues": {":read_version": {"N": str(version)}},
+        }
+    }
+
+
+def stored(dynamodb: Any, key: dict[str, Any]) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = dynamodb.get_item(TableName=TABLE, Key=key).get("Item")
+    return item
+
+
+@pytest.mark.usefixtures("atomic_conditional_writes")
+def test_rate_budget_acquire_with_refused_claim_writes_neither(dynamodb: Any) -> None:
+    dynamodb.put_item(TableName=TABLE, Item={**CLAIM_KEY, "version": {"N": "5"}})
+    budget = RateBudget(dynamodb, TABLE, clock=lambda: T0)
+
+    with pytest.raises(WriteRefused):
+        budget.acquire_with(claim(version=4), max_wait=0)
+
+    assert stored(dynamodb, CLAIM_KEY) == {**CLAIM_KEY, "version": {"N": "5"}}
+    assert stored(dynamodb, {"pk": {"S": "budget#mailivery"}}) is None
+
+
+@pytest.mark.usefixtures("atomic_conditional_writes")
+def test_rate_budget_acquire_with_stale_token_learns_from_the_cancellation(dynamodb: Any) -> None:
+    dynamodb.put_item(TableName=TABLE, Item={**CLAIM_KEY, "version": {"N": "1"}})
+    other = RateBudget(dynamodb, TABLE, burst=3, clock=lambda: T0)
+    for _ in range(3):
+        other.acquire(max_wait=0)  # the bucket is empty; `budget` has not seen it
+    budget = RateBudget(dynamodb, TABLE, burst=3, clock=lambda: T0)
+
+    with pytest.raises(BudgetExhausted) as raised:
+        budget.acquire_with(claim(version=1), max_wait=0)
+
+    # The cancellation carried the stored tat (ALL_OLD): the wait is exact, nothing written.
+    assert raised.value.retry_after == pytest.approx(1 / budget.refill_per_second, abs=1e-3)
+    assert stored(dynamodb, CLAIM_KEY) == {**CLAIM_KEY, "version": {"N": "1"}}
