@@ -34,7 +34,7 @@ PRICES: Final[dict[str, float]] = {
     "dynamodb_wru": 0.7068 * PER_MILLION,
     "dynamodb_rru": 0.1415 * PER_MILLION,
     "secrets_manager_call": 0.05 / 10_000,
-    "eventbridge_scheduler_invocation": 1.00 * PER_MILLION,
+    "eventbridge_event": 1.00 * PER_MILLION,  # custom events (PutEvents), as Scheduler invocations
     "logs_ingested_gb": 0.57,  # CloudWatch Logs, standard class
     "xray_trace_recorded": 5.00 * PER_MILLION,
 }
@@ -123,7 +123,7 @@ def components(usage: Usage) -> list[Component]:
             "EventBridge events",
             usage.calls("events") * scale,
             "",
-            PRICES["eventbridge_scheduler_invocation"],
+            PRICES["eventbridge_event"],
         ),
         ("CloudWatch Logs ingested", usage.log_gb() * scale, "GB", PRICES["logs_ingested_gb"]),
         (
