@@ -21,14 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-import boto3
-
+from warmgate import aws
 from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
-from warmgate.mailivery import client_from_settings
 from warmgate.rate_budget import RateBudget
-from warmgate.repository import MailboxRepository
 from warmgate.work_queue import QueuedWebhook
-from warmgate.worker import CampaignWorker
+from warmgate.worker import worker_from_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 EVENTS: Final = ROOT / "events"
@@ -187,17 +184,10 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 
 def use_budget(module: ModuleType, budget_for: Callable[[Any], RateBudget]) -> None:
-    """Rebuild a worker module's CampaignWorker as warmgate.worker.worker_from_settings does,
-    around another RateBudget (one that never waits, or one on a time-scaled clock).
+    """Rebuild a worker module's CampaignWorker as its handler does, around another RateBudget
+    (one that never waits, or one on a time-scaled clock).
 
     Call it with the module's environment in place: the DynamoDB client is created here."""
-    settings = module.settings
-    dynamodb = boto3.client("dynamodb")
-    worker = CampaignWorker(
-        MailboxRepository(dynamodb, settings.mailbox_table_name or TABLE),
-        client_from_settings(settings, throttle=budget_for(dynamodb).acquire),
-        policy=settings.unexpected_campaign_policy,
-        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-        max_start_attempts=settings.max_start_attempts,
-    )
+    dynamodb = aws.client("dynamodb")
+    worker = worker_from_settings(module.settings, dynamodb, budget_for(dynamodb))
     setattr(module, "worker", worker)  # noqa: B010 - mypy cannot see a module's globals

@@ -15,6 +15,7 @@ Kinds:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
@@ -40,9 +41,18 @@ class BackgroundServer:
         self.url = ""
 
     def start(self) -> BackgroundServer:
+        return self.launch().ready()
+
+    def launch(self) -> BackgroundServer:
+        """Start the child without waiting for it (see `running`: several start together)."""
         self._process = subprocess.Popen(
             self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        return self
+
+    def ready(self) -> BackgroundServer:
+        """Wait for the launched child's READY line."""
+        assert self._process is not None
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line.startswith(READY):
@@ -80,6 +90,19 @@ class BackgroundServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running(*servers: BackgroundServer) -> Iterator[tuple[BackgroundServer, ...]]:
+    """Several children started at once (each spends most of its start importing), stopped
+    at the end, whatever happens."""
+    try:
+        for server in servers:
+            server.launch()
+        yield tuple(server.ready() for server in servers)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 # --------------------------------------------------------------------------- the children
@@ -147,23 +170,6 @@ def aws_stub_server(secret_value: str) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
-def lock_dynamodb_writes() -> None:
-    """DynamoDB evaluates a condition and writes atomically per item; moto's backend has no
-    lock, and its server is threaded, so two workers could both win a conditional write (the
-    same patch as tests/integration/harness.lock_conditional_writes)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
-
-
 def _quiet_werkzeug() -> None:
     # moto and werkzeug log every request; the parent reads only the READY line.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -187,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "moto":
         from moto.server import ThreadedMotoServer
 
-        lock_dynamodb_writes()
+        from devstack.local_aws import atomic_dynamodb_writes
+
+        atomic_dynamodb_writes().__enter__()  # for the child's whole life
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         host, port = moto.get_host_and_port()

@@ -34,6 +34,7 @@ from typing import Any, Final
 
 import boto3
 
+from bench.aws_calls import AwsCalls, CallLog
 from bench.harness import (
     API_KEY,
     TABLE,
@@ -49,14 +50,20 @@ from bench.harness import (
     use_budget,
 )
 from bench.report import Goal, Row, Table, median, ratio
-from bench.servers import BackgroundServer
+from bench.servers import BackgroundServer, running
 from devstack.sandbox_control import SandboxControl
 from devstack.template import create_queues, create_table
+from warmgate import aws
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
+from warmgate.secrets import reset_secrets
 
 WEBHOOK_GOAL_MS: Final = 1.0
 WORKER_GOAL_MS: Final = 2.5
+# The issue's goals, as ratios to the same run's bare call (what this machine can judge).
+WEBHOOK_RATIO_GOAL: Final = 1.15
+WORKER_RATIO_GOALS: Final = {"start": 4.0, "duplicate": 2.0}
+DYNAMODB_CALL_GOALS: Final = {"start": 4, "duplicate": 2}
 BATCH: Final = 10
 # The token in events/webhook-campaign-pending.json's path; the stub's secret holds it.
 EVENT_TOKEN: Final = "local-webhook-token"  # noqa: S105 - the sample event's, local only
@@ -139,9 +146,7 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         ),
         quiet_handlers(),
     ):
-        from aws_lambda_powertools.utilities import parameters
-
-        parameters.clear_caches()  # type: ignore[no-untyped-call]  # bind to this endpoint
+        reset_secrets()  # its client binds to this stub
         webhook = load_function("webhook")
 
         def invoke() -> None:
@@ -153,7 +158,7 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         # a client configured like the handler's; and JSON-decoding and re-encoding the body.
         from warmgate.webhook_intake import SQS_CLIENT_CONFIG
 
-        sqs = boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+        sqs = boto3.client("sqs", config=aws.CLIENT_CONFIG.merge(SQS_CLIENT_CONFIG))
         queue_url = f"{stub.url}/123456789012/warmgate-WorkQueue"
         body = str(event["body"])
 
@@ -167,10 +172,15 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         interleaved_cpu_ms(calls, 50)  # warm-up: secret fetched and cached, connections open
         samples = interleaved_cpu_ms(calls, iterations)
         handler_ms, send_ms, json_ms = samples["handler"], samples["send"], samples["json"]
+        with AwsCalls(aws.session()) as counter:
+            counting = load_function("webhook")  # a second instance: see worker_calls
+            counting.lambda_handler(event, context)
+            with counter.scope("warm") as counted:
+                counting.lambda_handler(event, context)
         shares = entry_shares(
             profile(invoke, iterations // 2), {"botocore": BOTOCORE_ENTRY, "httpx": HTTPX_ENTRY}
         )
-        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        reset_secrets()
 
     value = median(handler_ms)
     inside = shares.shares["botocore"]
@@ -181,8 +191,10 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
             "ms",
             baseline=median(send_ms),
             ratio=ratio(value, median(send_ms)),
-            goal=Goal("<=", WEBHOOK_GOAL_MS, "ms"),
+            goal=Goal("<=", WEBHOOK_RATIO_GOAL, on="ratio"),
+            status_note=f"Lambda goal ≤ {WEBHOOK_GOAL_MS:g} ms: not judged on this machine",
         ),
+        Row("webhook AWS calls / warm invocation", sum(counted.calls.values()), ""),
         Row("webhook share inside botocore (cProfile)", inside, "%"),
         Row(
             "webhook CPU outside botocore",
@@ -207,6 +219,7 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         "webhook_profile_calls_per_invocation": {
             k: v / (iterations // 2) for k, v in shares.calls.items()
         },
+        "webhook_aws_calls_per_invocation": dict(counted.calls),
     }
     return rows, notes, extra
 
@@ -219,6 +232,7 @@ class WorkerBench:
     module: ModuleType
     control: SandboxControl
     dynamodb: Any
+    prefix: str = "cpu"
     batches: int = 0
 
     def fresh_batch(self) -> dict[str, Any]:
@@ -226,7 +240,7 @@ class WorkerBench:
         repository = MailboxRepository(self.dynamodb, TABLE)
         bodies = []
         for n in range(BATCH):
-            email = f"cpu{self.batches:04d}-{n}@contoso.com"
+            email = f"{self.prefix}{self.batches:04d}-{n}@contoso.com"
             repository.save(expectation(email), read_version=None)
             campaign_id = str(self.control.seed_campaign(email=email)["id"])
             bodies.append(pending_body(campaign_id, email))
@@ -240,15 +254,18 @@ class WorkerBench:
 
 
 def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
-    batches = 4 if quick else 15
+    batches = 3 if quick else 15
     profiled = 1 if quick else 4
     with (
-        BackgroundServer("moto") as moto,
-        BackgroundServer("sandbox", "--api-key", API_KEY, "--rate-limit", "1000000") as sandbox,
+        running(
+            BackgroundServer("moto"),
+            BackgroundServer("sandbox", "--api-key", API_KEY, "--rate-limit", "1000000"),
+        ) as (moto, sandbox),
         SandboxControl(sandbox.url) as control,
     ):
         with environment(aws_environment(moto.url)):
-            dynamodb = boto3.client("dynamodb")  # as the handler's: the baseline's client
+            # configured as the handler's: the baseline's client
+            dynamodb = boto3.client("dynamodb", config=aws.CLIENT_CONFIG)
             sqs = boto3.client("sqs")
             create_table(dynamodb, "MailboxTable", TABLE)
             queue_url = create_queues(sqs)["WorkQueue"]
@@ -260,10 +277,7 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
             "MAILIVERY_API_KEY": API_KEY,
         }
         with environment(env), quiet_handlers():
-            module = load_function("worker")
-            # A burst that never runs dry: waiting for tokens is not this benchmark's subject.
-            use_budget(module, lambda db: RateBudget(db, TABLE, per_minute=6000, burst=5000))
-            bench = WorkerBench(module, control, dynamodb)
+            bench = WorkerBench(load_worker(), control, dynamodb)
             for _ in range(2):  # warm-up: connections, caches, first-use imports
                 event = bench.fresh_batch()
                 bench.deliver(event)
@@ -295,6 +309,7 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
                 duplicate_stats.append(profile(partial(bench.deliver, again), 1))
             start_shares = entry_shares(merge(start_stats), entries)
             duplicate_shares = entry_shares(merge(duplicate_stats), entries)
+            counted = worker_calls(control, dynamodb)
 
     messages = profiled * BATCH
     rows = []
@@ -303,6 +318,7 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         ("duplicate", duplicate_ms, duplicate_shares),
     ):
         value = median(samples)
+        dynamodb_calls = counted[path].count("dynamodb") / BATCH
         rows.append(
             Row(
                 f"worker CPU / message, {path} path",
@@ -310,7 +326,16 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
                 "ms",
                 baseline=median(get_ms),
                 ratio=ratio(value, median(get_ms)),
-                goal=Goal("<=", WORKER_GOAL_MS, "ms"),
+                goal=Goal("<=", WORKER_RATIO_GOALS[path], on="ratio"),
+                status_note=f"Lambda goal ≤ {WORKER_GOAL_MS:g} ms: not judged on this machine",
+            )
+        )
+        rows.append(
+            Row(
+                f"worker {path}: DynamoDB calls / message",
+                dynamodb_calls,
+                "",
+                goal=Goal("<=", DYNAMODB_CALL_GOALS[path]),
             )
         )
         inside = shares.shares["botocore"] + shares.shares["httpx"]
@@ -344,8 +369,34 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
             "start": {k: v / messages for k, v in start_shares.calls.items()},
             "duplicate": {k: v / messages for k, v in duplicate_shares.calls.items()},
         },
+        "worker_aws_calls_per_message": {
+            path: {k: v / BATCH for k, v in log.calls.items()} for path, log in counted.items()
+        },
     }
     return rows, notes, extra
+
+
+def load_worker() -> ModuleType:
+    """functions/worker/app.py, with a burst that never runs dry: waiting for tokens is not
+    this benchmark's subject."""
+    module = load_function("worker")
+    use_budget(module, lambda db: RateBudget(db, TABLE, per_minute=6000, burst=5000))
+    return module
+
+
+def worker_calls(control: SandboxControl, dynamodb: Any) -> dict[str, CallLog]:
+    """The AWS calls of one batch per path, counted on a second worker instance loaded under
+    the counter's hooks: the timed one carries none, which would cost it CPU. The instance
+    handles one batch first, as a warm one has (its budget has seen where the item stands)."""
+    with AwsCalls(aws.session()) as calls:
+        counting = WorkerBench(load_worker(), control, dynamodb, prefix="count")
+        counting.deliver(counting.fresh_batch())
+        event = counting.fresh_batch()
+        with calls.scope("start") as start:
+            counting.deliver(event)
+        with calls.scope("duplicate") as duplicate:
+            counting.deliver(sqs_event([r["body"] for r in event["Records"]]))
+    return {"start": start, "duplicate": duplicate}
 
 
 def merge(stats: Iterable[StatsDict]) -> StatsDict:

@@ -702,10 +702,14 @@ class MailiverySandbox:
         if endpoint == "send_webhook":
             return self._send_webhook(int(args["campaign_id"]), body)
         if endpoint == "connection":
-            email, ok = body.get("email"), body.get("ok")
+            email, ok, refusals = body.get("email"), body.get("ok"), body.get("refusals")
             if not isinstance(email, str) or not email.strip() or not isinstance(ok, bool):
                 raise bad_request('Expected {"email": "<mailbox>", "ok": true|false}.')
-            self._store.set_connection(email, ok)
+            if refusals is not None and (
+                ok or not isinstance(refusals, int) or isinstance(refusals, bool) or refusals < 0
+            ):
+                raise bad_request('"refusals" is a count >= 0, and only goes with "ok": false.')
+            self._store.set_connection(email, ok, refusals)
             return json_response({"connections": self._store.connection_switches()})
         if endpoint == "faults":
             if post:

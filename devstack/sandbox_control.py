@@ -137,9 +137,13 @@ class SandboxControl:
         `campaign.pending`, `campaign.updated` or `campaign.connection_problem`."""
         return dict(self._post(f"/campaigns/{campaign_id}/webhook", {"type": event_type})["sent"])
 
-    def set_connection(self, email: str, ok: bool) -> dict[str, Any]:
-        """The per-mailbox switch start-warmup/resume-warmup check (default: ok)."""
-        return self._post("/mailboxes/connection", {"email": email, "ok": ok})
+    def set_connection(self, email: str, ok: bool, refusals: int | None = None) -> dict[str, Any]:
+        """The per-mailbox switch start-warmup/resume-warmup check (default: ok); with
+        `refusals`, ok=False holds for that many start/resume calls, then the mailbox connects."""
+        body: dict[str, Any] = {"email": email, "ok": ok}
+        if refusals is not None:
+            body["refusals"] = refusals
+        return self._post("/mailboxes/connection", body)
 
     # ---- faults
 

@@ -282,6 +282,7 @@ class CampaignStore:
         self._campaigns: dict[int, Campaign] = {}
         self._consents: dict[str, PendingConsent] = {}
         self._connection_ok: dict[str, bool] = {}
+        self._refusals_left: dict[str, int] = {}  # refused this many more times, then ok
         self._next_id = FIRST_CAMPAIGN_ID
 
     def clear(self) -> None:
@@ -289,6 +290,7 @@ class CampaignStore:
             self._campaigns.clear()
             self._consents.clear()
             self._connection_ok.clear()
+            self._refusals_left.clear()
             self._next_id = FIRST_CAMPAIGN_ID
 
     def has_mailbox(self, email: str) -> bool:
@@ -443,9 +445,14 @@ class CampaignStore:
             del self._campaigns[campaign_id]
             return campaign
 
-    def set_connection(self, email: str, ok: bool) -> None:
+    def set_connection(self, email: str, ok: bool, refusals: int | None = None) -> None:
+        """`refusals`: with ok=False, refuse only that many start/resume calls, then connect."""
         with self._lock:
-            self._connection_ok[normalize_email(email)] = ok
+            mailbox = normalize_email(email)
+            self._connection_ok[mailbox] = ok
+            self._refusals_left.pop(mailbox, None)
+            if not ok and refusals is not None:
+                self._refusals_left[mailbox] = refusals
 
     def connection_switches(self) -> dict[str, bool]:
         with self._lock:
@@ -478,7 +485,13 @@ class CampaignStore:
     def _require_connection(self, campaign: Campaign) -> None:
         # [doc] Mailivery tests the mailbox connection before warming; the failure shape is
         # [unknown], so this one (422 CONNECTION_FAILED) is the sandbox's.
-        if not self._connection_ok.get(normalize_email(campaign.email), True):
+        mailbox = normalize_email(campaign.email)
+        if self._refusals_left.get(mailbox) == 0:  # refused as often as asked: connected now
+            del self._refusals_left[mailbox]
+            self._connection_ok[mailbox] = True
+        if not self._connection_ok.get(mailbox, True):
+            if mailbox in self._refusals_left:
+                self._refusals_left[mailbox] -= 1
             raise ApiError(
                 422,
                 "CONNECTION_FAILED",

@@ -1,17 +1,22 @@
 """What Lambda's SQS event source mapping does, for a local queue: receive, invoke, delete.
 
-Honours BatchSize, ReportBatchItemFailures (only the reported items stay on the queue) and
-"the handler raised → the whole batch stays", so failed messages come back after the queue's
-visibility timeout and reach the dead-letter queue by the queue's own redrive policy.
+Honours BatchSize, MaximumBatchingWindowInSeconds (once a receive returns messages, keep
+gathering until the batch is full or the window, counted from that first receive, is over),
+ReportBatchItemFailures (only the reported items stay on the queue) and "the handler raised →
+the whole batch stays", so failed messages come back after the queue's visibility timeout and
+reach the dead-letter queue by the queue's own redrive policy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# While a batching window is open, how often an empty queue is asked again (Lambda long-polls).
+GATHER_POLL_SECONDS = 0.05
 
 
 def receive_event(
@@ -62,11 +67,22 @@ def poll_once(
     *,
     batch_size: int = 10,
     wait_seconds: int = 0,
+    batching_window: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[int, int]:
     """Deliver one batch; returns (messages received, messages that failed)."""
     event, receipts = receive_event(sqs, queue_url, queue_arn, batch_size, wait_seconds)
     if not receipts:
         return 0, 0
+    closes = clock() + batching_window
+    while len(receipts) < batch_size and clock() < closes:
+        more, more_receipts = receive_event(sqs, queue_url, queue_arn, batch_size - len(receipts))
+        if more_receipts:
+            event["Records"] += more["Records"]
+            receipts |= more_receipts
+        else:
+            sleep(max(0.0, min(GATHER_POLL_SECONDS, closes - clock())))
     try:
         response = handler(event, context)
     except Exception:

@@ -22,12 +22,12 @@ How the handlers run, and why:
   and Metrics of `warmgate.observability`; Lambda also gives one instance one event at a time.
   (Consequence: WorkerFunction's MaximumConcurrency 2 runs as 1 here.)
 - Local essentials: WARMGATE_STAGE=local, MAILIVERY_BASE_URL=the sandbox, AWS_ENDPOINT_URL=moto
-  (boto3 reads it when a client is created, i.e. at import), region, dummy credentials, and no
+  (read when a client is created, i.e. at import), region, dummy credentials, and no
   AWS_PROFILE or service-specific endpoint variables, so nothing can reach a real AWS account.
 
 Not emulated: IAM policies (moto does not enforce them), timeouts (a slow invocation is
-reported, not killed), MaximumBatchingWindowInSeconds, MaximumRecordAgeInSeconds, event types
-other than HttpApi, SQS, DynamoDB, Schedule and ScheduleV2 (reported at start).
+reported, not killed), MaximumRecordAgeInSeconds, event types other than HttpApi, SQS,
+DynamoDB, Schedule and ScheduleV2 (reported at start).
 
 The parts: devstack.local_aws (moto, clients, resources), devstack.environment (parameters,
 intrinsics, a function's environment), devstack.functions (the handlers), devstack.triggers
@@ -80,6 +80,7 @@ from devstack.sandbox_control import SandboxControl
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
+from warmgate.secrets import reset_secrets
 
 __all__ = [
     "ACCOUNT_ID",
@@ -218,9 +219,9 @@ class LocalStack:
             raise StackError(port_message("API", options.api_port)) from exc
         self._sandbox.webhook_url = self.webhook_url
 
-        # The handlers' Powertools secret providers bind a boto3 client on first use; start and
-        # end with none, so no provider outlives the endpoint it was made for.
-        _clear_parameter_providers()
+        # The handlers' secrets cache binds a client to the endpoint on first use: start and end
+        # with none, so no client outlives the endpoint it was made for.
+        reset_secrets()
         factory = FunctionFactory(
             template,
             parameters,
@@ -361,7 +362,7 @@ class LocalStack:
             self._sandbox.stop()
         if self._moto is not None:
             self._moto.stop()
-        _clear_parameter_providers()
+        reset_secrets()  # the cached clients point at this stack's moto
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -441,9 +442,3 @@ class LocalStack:
 
     def _invoke_route(self, function_id: str, event: dict[str, Any]) -> Any:
         return self.functions[function_id].invoke(event)
-
-
-def _clear_parameter_providers() -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # drops providers and clients

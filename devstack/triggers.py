@@ -70,6 +70,10 @@ class SqsEventSource(EventSource):
         super().__init__(function, stopping, "sqs")
         self.queue = queue
         self.batch_size = literal_int(properties.get("BatchSize", 10), f"{where}.BatchSize")
+        self.batching_window = literal_int(
+            properties.get("MaximumBatchingWindowInSeconds", 0),
+            f"{where}.MaximumBatchingWindowInSeconds",
+        )
         # Lambda only honours batchItemFailures when the mapping opts in; otherwise a normal
         # return deletes the whole batch.
         self.report_failures = "ReportBatchItemFailures" in (
@@ -82,6 +86,7 @@ class SqsEventSource(EventSource):
     def describe(self) -> str:
         return (
             f"{self.function.logical_id} ← {self.queue.logical_id} (SQS, batch {self.batch_size}"
+            f", window {self.batching_window} s"
             f"{', partial failures' if self.report_failures else ''})"
         )
 
@@ -96,6 +101,7 @@ class SqsEventSource(EventSource):
                     self._deliver,
                     None,
                     batch_size=self.batch_size,
+                    batching_window=self.batching_window,
                 )
             except Exception as exc:  # moto going away at shutdown, or a transient error
                 if self._stopping.is_set():

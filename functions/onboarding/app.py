@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from warmgate import aws
 from warmgate.http import (
     MAX_API_BODY_BYTES,
     ApiError,
@@ -37,13 +37,13 @@ from warmgate.settings import MAILIVERY_API_KEY, load_settings
 from warmgate.work_queue import WorkQueue
 
 settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
-dynamodb = boto3.client("dynamodb")
+dynamodb = aws.client("dynamodb")
 table = settings.mailbox_table_name or ""
 budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
 service = OnboardingService(
     MailboxRepository(dynamodb, table),
     client_from_settings(settings, throttle=budget.acquire),
-    WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
+    WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
     expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
     claim_lease=timedelta(seconds=settings.claim_lease_seconds),
     admin_principals=frozenset(settings.admin_principals),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from warmgate import aws
 from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
 from warmgate.rate_budget import RateBudget
@@ -24,13 +24,13 @@ settings = load_settings(
         MAILIVERY_API_KEY,
     ]
 )
-dynamodb = boto3.client("dynamodb")
+dynamodb = aws.client("dynamodb")
 table = settings.mailbox_table_name or ""
 budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
 reconciler = Reconciler(
     MailboxRepository(dynamodb, table),
     client_from_settings(settings, throttle=budget.acquire),
-    WorkQueue(boto3.client("sqs"), settings.work_queue_url or ""),
+    WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
     page_seconds=reconciler_page_seconds(settings),
 )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from warmgate import aws
 from warmgate.observability import logger, metrics
 from warmgate.settings import load_settings
 from warmgate.webhook_intake import (
@@ -27,7 +27,7 @@ from warmgate.webhook_intake import (
 )
 
 settings = load_settings(require=["WORK_QUEUE_URL", "WEBHOOK_TOKEN_SECRET"])
-sqs = boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+sqs = aws.client("sqs", config=SQS_CLIENT_CONFIG)
 intake = WebhookIntake(
     sqs,
     settings.work_queue_url or "",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from warmgate import aws
 from warmgate.observability import logger, metrics
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
 from warmgate.time_budget import (
@@ -33,8 +33,8 @@ settings = load_settings(
         MAILIVERY_API_KEY,
     ]
 )
-worker = worker_from_settings(settings, boto3.client("dynamodb"))
-work_queue = WorkQueue(boto3.client("sqs"), settings.work_queue_url or "")
+worker = worker_from_settings(settings, aws.client("dynamodb"))
+work_queue = WorkQueue(aws.client("sqs"), settings.work_queue_url or "")
 processor = TimeBoxedBatchProcessor(event_type=EventType.SQS)
 # A record is started only while this much of the invocation is left (template: Timeout).
 RECORD_SECONDS = worker_record_seconds(settings)

@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from devstack.local_aws import atomic_dynamodb_writes
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
 from devstack.template import create_queues, create_table
@@ -22,10 +22,10 @@ from tests.integration.harness import (
     TABLE,
     Stack,
     load_function,
-    lock_conditional_writes,
     read_event,
     set_environment,
 )
+from warmgate.secrets import forget_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -49,12 +49,12 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def mocked_aws(aws_environment: None) -> Iterator[None]:
-    """moto for the test's duration; Powertools' parameter caches start and end empty, so no
+    """moto for the test's duration; the secrets cache starts and ends empty, so no
     secret value leaks from one test (or one moto backend) to the next."""
-    parameters.clear_caches()
+    forget_secrets()
     with mock_aws():
         yield
-    parameters.clear_caches()
+    forget_secrets()
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def work_queues(mocked_aws: None) -> dict[str, str]:
 def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """Moto with the table and queues, the sandbox, and fresh onboarding and worker handlers."""
     set_environment(monkeypatch, sandbox.api_base_url)
-    parameters.clear_caches()
+    forget_secrets()
     with mock_aws(), SandboxControl(sandbox.url) as control:
         aws = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
@@ -80,8 +80,9 @@ def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
-def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    lock_conditional_writes(monkeypatch)
+def atomic_conditional_writes() -> Iterator[None]:
+    with atomic_dynamodb_writes():
+        yield
 
 
 @pytest.fixture

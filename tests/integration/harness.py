@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from devstack.sandbox_control import SandboxControl
+from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.repository import MailboxRepository
 from warmgate.work_queue import QueuedWebhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,24 +78,6 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) ->
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
-def lock_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB evaluates a condition and writes atomically per item; moto's backend has no
-    lock, so concurrent tests serialise its writes as the real service would."""
-    import threading
-
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @dataclass
 class Stack:
     aws: Any
@@ -129,6 +114,14 @@ class Stack:
     def _api(self, event: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
         response = self.onboarding.lambda_handler(event, LambdaContext())
         return response["statusCode"], json.loads(response["body"]), response["headers"]
+
+    def seed_expected(self, email: str) -> str:
+        """An expectation and its consented (pending) campaign, as onboarding and the owner
+        leave them, written directly: no onboarding call, so no request-budget token taken."""
+        MailboxRepository(self.aws, TABLE).save(
+            expectation(email, datetime.now(UTC)), read_version=None
+        )
+        return str(self.control.seed_campaign(email=email)["id"])
 
     def consent(self, url: str, email: str | None = None) -> str:
         return str(self.control.consent(url=url, email=email)["campaign"]["id"])
@@ -226,3 +219,17 @@ def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -
 
 def pending(campaign_id: str, email: str | None = ADA) -> str:
     return message("campaign.pending", campaign_id, email)
+
+
+def expectation(email: str, now: datetime) -> ExpectedMailbox:
+    """A live expectation, as OnboardingFunction leaves it after issuing a consent link."""
+    return ExpectedMailbox(
+        email=email,
+        state=MailboxState.CONSENT_REQUESTED,
+        first_name="Box",
+        requested_by="load-test",
+        requested_at=iso(now),
+        expires_at=iso(now + timedelta(hours=1)),
+        updated_at=iso(now),
+        consent_url="https://login.microsoftonline.com/common?client_id=a&state=b",
+    )

@@ -221,11 +221,7 @@ def test_reconciler_budget_used_up_stops_before_calling_mailivery(stack: Stack) 
     # Another instance (its clock 30 s ahead) took the last token: the next is 30 s away.
     stack.aws.put_item(
         TableName=TABLE,
-        Item={
-            "pk": {"S": "budget#mailivery"},
-            "tokens": {"N": "0"},
-            "updated_at": {"N": f"{time.time() + 30:.3f}"},
-        },
+        Item={"pk": {"S": "budget#mailivery"}, "tat": {"N": str(int((time.time() + 30) * 1e6))}},
     )
 
     report = reconcile(stack)

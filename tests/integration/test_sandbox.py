@@ -553,6 +553,25 @@ def test_resume_warmup_not_paused_returns_409_not_paused(
     assert campaign_status(api, campaign["id"]) == status
 
 
+def test_start_warmup_connection_refused_a_set_number_of_times_then_connects(
+    api: httpx.Client, control: SandboxControl
+) -> None:
+    campaign = onboard(api, control, "ada@contoso.com")
+    control.set_connection("ada@contoso.com", ok=False, refusals=2)
+
+    statuses = [api.patch(f"/campaigns/{campaign['id']}/start-warmup").status_code for _ in "abc"]
+
+    assert statuses == [422, 422, 200]
+    assert campaign_status(api, campaign["id"]) == "active"
+
+
+def test_connection_refusals_without_ok_false_is_400(control: SandboxControl) -> None:
+    with pytest.raises(SandboxControlError) as raised:
+        control.set_connection("ada@contoso.com", ok=True, refusals=2)
+
+    assert raised.value.status_code == 400
+
+
 def test_resume_warmup_connection_problem_resumes_only_when_connection_ok(
     api: httpx.Client, control: SandboxControl
 ) -> None:

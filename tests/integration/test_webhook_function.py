@@ -19,8 +19,10 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from bench.aws_calls import AwsCalls
 from devstack.template import create_queues, load_template, resource
 from tests.webhook_bodies import UNUSABLE_EMAILS, largest_accepted_webhook
+from warmgate import aws
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -207,6 +209,24 @@ def test_webhook_function_documented_event_queues_one_normalized_message(
         "dedup_key": {"DataType": "String", "StringValue": f"{event_type}:{campaign_id}"},
     }
     assert queued(work_queues["WorkDLQ"]) == []
+
+
+def test_webhook_function_warm_accepted_webhook_makes_one_aws_call(
+    environment: dict[str, str],
+    token_secret: Callable[[str], None],
+    load_handler: Callable[[str], ModuleType],
+    load_event: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    """The hot path, pinned: once the token is cached, SendMessage and nothing else."""
+    with AwsCalls(aws.session()) as calls:
+        webhook = load_handler("webhook")  # after the counter: its clients carry the hooks
+        event = load_event("webhook-campaign-pending.json")
+        assert webhook.lambda_handler(event, lambda_context)["statusCode"] == 202  # cold
+        with calls.scope("warm") as warm:
+            assert webhook.lambda_handler(event, lambda_context)["statusCode"] == 202
+
+    assert dict(warm.calls) == {"sqs.SendMessage": 1}
 
 
 def test_webhook_function_base64_body_is_decoded_and_queued(

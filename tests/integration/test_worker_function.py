@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import ModuleType
 
 import boto3
@@ -29,17 +29,16 @@ from tests.integration.harness import (
     TABLE,
     LambdaContext,
     Stack,
+    expectation,
     load_function,
     message,
     pending,
     read_event,
     set_environment,
 )
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
-from warmgate.mailivery import client_from_settings
 from warmgate.rate_budget import RateBudget
 from warmgate.repository import MailboxRepository
-from warmgate.worker import CampaignWorker
+from warmgate.worker import worker_from_settings
 
 
 def reload_worker(stack: Stack, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
@@ -462,13 +461,7 @@ def scaled_worker(instance: ModuleType) -> None:
         clock=lambda: time.time() * TIME_SCALE,
         sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
     )
-    instance.worker = CampaignWorker(
-        MailboxRepository(dynamodb, TABLE),
-        client_from_settings(settings, throttle=budget.acquire),
-        policy=settings.unexpected_campaign_policy,
-        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-        max_start_attempts=settings.max_start_attempts,
-    )
+    instance.worker = worker_from_settings(settings, dynamodb, budget)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")
@@ -525,16 +518,3 @@ def test_worker_burst_of_200_with_two_instances_never_trips_vendor_limit(
         assert [c for c in calls if c["status"] == 429] == []
         assert sum(1 for c in calls if c["path"].endswith("/start-warmup")) == 200
         assert all(c["status"] == "active" for c in control.campaigns())
-
-
-def expectation(email: str, now: datetime) -> ExpectedMailbox:
-    return ExpectedMailbox(
-        email=email,
-        state=MailboxState.CONSENT_REQUESTED,
-        first_name="Box",
-        requested_by="load-test",
-        requested_at=iso(now),
-        expires_at=iso(now + timedelta(hours=1)),
-        updated_at=iso(now),
-        consent_url="https://login.microsoftonline.com/common?client_id=a&state=b",
-    )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.aws_calls import attribute_size, dynamodb_units, item_size
 from bench.cold_init import ImportRecord, parse_importtime, top_imports
+from bench.cost import PRICES, FunctionUsage, Usage, components, per_invocation_dollars
 from bench.e2e import latencies
 from bench.report import (
     Goal,
@@ -21,7 +23,7 @@ from bench.report import (
     ratio,
 )
 from bench.servers import aws_stub_answer
-from bench.throughput import epoch_seconds, first_minute, steady_state
+from bench.throughput import busiest_window, epoch_seconds, first_minute, steady_state
 from bench.warm_cpu import entry_shares, merge
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -253,3 +255,83 @@ def test_aws_stub_answers_get_secret_value_and_refuses_the_rest() -> None:
     _, _, secret = aws_stub_answer("secretsmanager.GetSecretValue", {"SecretId": "s"}, "token")
     assert secret["SecretString"] == "token"
     assert aws_stub_answer("AmazonSQS.DeleteQueue", {}, "token")[0] == 400
+
+
+# --- DynamoDB capacity units (bench.aws_calls) ----------------------------------------------------
+
+
+def test_attribute_sizes_follow_dynamodb_sizing_rules() -> None:
+    assert attribute_size({"S": "héllo"}) == 6  # UTF-8 bytes
+    assert attribute_size({"N": "1700000000123456"}) == 9  # 16 digits: 8 bytes + 1
+    assert attribute_size({"N": "-0.050"}) == 2  # significant digits only
+    assert attribute_size({"BOOL": True}) == attribute_size({"NULL": True}) == 1
+    assert attribute_size({"L": [{"S": "ab"}, {"N": "7"}]}) == 3 + (1 + 2) + (1 + 2)
+    assert attribute_size({"M": {"at": {"S": "x"}}}) == 3 + 1 + 2 + 1
+    assert item_size({"pk": {"S": "budget#mailivery"}, "tat": {"N": "12"}}) == 2 + 16 + 3 + 2
+
+
+def test_dynamodb_units_per_operation() -> None:
+    big = {"pk": {"S": "mailbox#a"}, "history": {"S": "x" * 5000}}  # ~5 KB
+    small = {"pk": {"S": "campaign#1"}}
+    batch = {
+        "RequestItems": {
+            "t": {"Keys": [{"pk": big["pk"]}, {"pk": small["pk"]}], "ConsistentRead": True}
+        }
+    }
+
+    # 5 KB read consistently: 2 RRU; a key not found still costs 1.
+    assert dynamodb_units("BatchGetItem", batch, {"Responses": {"t": [big]}}) == (3.0, 0.0)
+    assert dynamodb_units("GetItem", {"ConsistentRead": False}, {"Item": small}) == (0.5, 0.0)
+    assert dynamodb_units("PutItem", {"Item": big}, {}) == (0.0, 5.0)  # 1 WRU per KB
+    update = {"Key": small, "ExpressionAttributeValues": {":next": {"N": "1"}}}
+    assert dynamodb_units("UpdateItem", update, {}) == (0.0, 1.0)
+    transaction = {"TransactItems": [{"Put": {"Item": big}}, {"Update": update}]}
+    assert dynamodb_units("TransactWriteItems", transaction, {}) == (0.0, 12.0)  # twice
+
+
+# --- cost per 1,000 onboardings (bench.cost) ------------------------------------------------------
+
+
+def usage(onboardings: int = 10) -> Usage:
+    return Usage(
+        onboardings=onboardings,
+        functions={
+            "OnboardingFunction": FunctionUsage(10, 0.5, 10, 10_000),
+            "WebhookFunction": FunctionUsage(10, 0.1, 0, 5_000),
+            "WorkerFunction": FunctionUsage(10, 1.0, 20, 20_000),
+        },
+        aws_calls={"sqs.SendMessage": 10, "secretsmanager.GetSecretValue": 2},
+        read_units=30.0,
+        write_units=120.0,
+        memory_gb={"OnboardingFunction": 0.5, "WebhookFunction": 0.5, "WorkerFunction": 0.5},
+    )
+
+
+def test_cost_components_scale_counts_to_1000_onboardings() -> None:
+    by_name = {c.name: c for c in components(usage())}
+
+    assert by_name["Lambda requests"].quantity == 3000
+    # (0.5 + 0.1 + 1.0 s measured + 30 Mailivery calls x 0.3 s assumed) x 0.5 GB, x 100
+    assert by_name["Lambda duration (arm64)"].quantity == pytest.approx(530)
+    assert by_name["API Gateway HTTP API requests"].quantity == 2000
+    assert by_name["SQS requests"].quantity == (10 + 2 * 10) * 100  # + receive/delete per batch
+    assert by_name["DynamoDB write units"].quantity == 12_000
+    assert by_name["DynamoDB write units"].dollars == pytest.approx(12_000 * PRICES["dynamodb_wru"])
+    assert by_name["Secrets Manager calls"].quantity == 200
+    assert by_name["CloudWatch Logs ingested"].quantity == pytest.approx(
+        (35_000 + 330 * 30) * 100 / 1e9
+    )
+
+
+def test_cost_per_extra_worker_invocation_counts_its_fixed_parts() -> None:
+    worker = per_invocation_dollars(usage(), "WorkerFunction")
+    webhook = per_invocation_dollars(usage(), "WebhookFunction")
+
+    assert worker - webhook == pytest.approx(
+        2 * PRICES["sqs_request"] + (2_000 - 500) / 1e9 * PRICES["logs_ingested_gb"]
+    )
+
+
+def test_busiest_window_counts_a_closed_interval() -> None:
+    assert busiest_window([0.0, 30.0, 60.0, 60.1, 120.0], 60.0) == 3
+    assert busiest_window([], 60.0) == 0

@@ -15,6 +15,7 @@ from warmgate.decisions import (
     Outcome,
     classify_event,
     decide,
+    replayed,
 )
 from warmgate.mailboxes import (
     ENDED_STATES,
@@ -593,6 +594,28 @@ def test_classify_event_known_and_tolerant_types(event_type: str, kind: EventKin
     assert classify_event(event_type, MARKERS) is kind
 
 
+@pytest.mark.parametrize(
+    ("event_type", "record", "expected"),
+    [
+        ("campaign.pending", mailbox(MailboxState.WARMING), True),
+        (" Campaign.Created ", mailbox(MailboxState.WARMING), True),
+        # updated may report a change (e.g. after a reconnect): always re-read
+        ("campaign.updated", mailbox(MailboxState.WARMING), False),
+        ("campaign.deleted", mailbox(MailboxState.WARMING), False),
+        ("campaign.pending", mailbox(MailboxState.WARMING, campaign_id="9999"), False),
+        ("campaign.pending", mailbox(MailboxState.VERIFYING), False),
+        ("campaign.pending", mailbox(MailboxState.PAUSED), False),
+        ("campaign.pending", mailbox(MailboxState.RESUME_REQUESTED), False),
+        ("campaign.pending", mailbox(MailboxState.CONSENT_REQUESTED), False),
+        ("campaign.pending", None, False),
+    ],
+)
+def test_replayed_only_announcements_of_the_campaign_a_mailbox_warms_with(
+    event_type: str, record: ExpectedMailbox | None, expected: bool
+) -> None:
+    assert replayed(event_type, CID, record) is expected
+
+
 def test_decide_never_starts_without_matching_unexpired_expectation() -> None:
     """Safety property over every mailbox state: START/RESUME only for the expected email."""
     for state in MailboxState:
@@ -701,6 +724,22 @@ def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) ->
     ):
         assert decision.action is Action.NONE  # already warming: no second call
     assert decision.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(situations())
+def test_replayed_is_decided_as_no_action_by_decide_too(situation: tuple[Any, ...]) -> None:
+    """What the shortcut skips, the full decision would not have acted on either (it could
+    only have recorded what the re-read shows)."""
+    _, found, record, entry, policy = situation
+    record = replace(record or mailbox(), state=MailboxState.WARMING, campaign_id=CID)
+    if found is not None:  # a record only ever tracks a campaign of its own email
+        found = replace(found, email=record.email)
+    assert replayed("campaign.pending", CID, record)
+
+    decision = decide(EventKind.ONBOARDING, CID, found, record, entry, policy, NOW, LEASE)
+
+    assert decision.action is Action.NONE
 
 
 # --- the rule over whole lifetimes: one vendor action per request ---------------------------

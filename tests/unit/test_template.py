@@ -211,6 +211,14 @@ def test_template_worker_trigger_reports_partial_failures_and_caps_concurrency()
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 2}
 
 
+def test_template_worker_batching_window_keeps_a_lone_webhook_within_a_second() -> None:
+    """The window a lone webhook waits out before the worker sees it: chosen by `make bench`
+    (e2e); above 1 s it adds latency to every onboarding and batches no more under load."""
+    worker = load_template()["Resources"]["WorkerFunction"]["Properties"]
+    window = worker["Events"]["WorkQueueBatch"]["Properties"]["MaximumBatchingWindowInSeconds"]
+    assert 0 <= window <= 1
+
+
 def test_template_queue_visibility_covers_six_worker_timeouts_plus_window() -> None:
     template = load_template()
     worker = template["Resources"]["WorkerFunction"]["Properties"]

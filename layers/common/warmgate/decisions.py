@@ -44,6 +44,8 @@ from warmgate.mailivery.models import Campaign, CampaignStatus
 from warmgate.settings import UnexpectedCampaignPolicy
 
 ONBOARDING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created", "campaign.updated"})
+# Events that only announce a campaign: once its mailbox warms with it, a repeat says nothing new.
+ANNOUNCING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created"})
 DELETED_EVENT_TYPE = "campaign.deleted"
 # The message warmgate queues itself for POST /mailboxes/{email}/resume: "act on this campaign's
 # open request" (handled like a webhook: the same re-read, claims and idempotency).
@@ -152,6 +154,19 @@ def decide(
         )
     reason = _why_unexpected(owner, campaign_id, now)
     return _unexpected(campaign, owner, ledger, policy, reason, now, claim_lease)
+
+
+def replayed(event_type: str, campaign_id: str, mailbox: ExpectedMailbox | None) -> bool:
+    """A pending or created event for the campaign its mailbox already warms with: Mailivery
+    retrying a delivery, or the reconciler re-queueing it. Decided from our record alone, before
+    any re-read: `warming` holds no open request, so `decide` could only observe the campaign
+    (its pause or connection problem have webhooks of their own), never act on it."""
+    return (
+        event_type.strip().lower() in ANNOUNCING_EVENT_TYPES
+        and mailbox is not None
+        and mailbox.state is MailboxState.WARMING
+        and mailbox.campaign_id == campaign_id
+    )
 
 
 def _request_refusal(

@@ -1,40 +1,94 @@
-"""The Mailivery request budget, one token bucket shared by every Lambda instance.
+"""The Mailivery request budget: one GCRA limiter shared by every Lambda instance.
 
 Mailivery allows 240 requests/minute per API key (contract §1), and every worker instance and
 the onboarding function use the same key, so a per-process limiter cannot keep the sum under
-it. The bucket lives in one MailboxTable item (`budget#mailivery`, see repository.py):
-  tokens      (N) tokens left at `updated_at`, 6 decimals, rounded down;
-  updated_at  (N) epoch seconds with milliseconds.
-Each acquire is a consistent GetItem and a conditional PutItem (optimistic lock), so a caller
-needs only dynamodb:GetItem and dynamodb:PutItem on the table, as OnboardingFunction has now.
+it. The limiter lives in one MailboxTable item (`budget#mailivery`, see repository.py):
+  tat  (N) the theoretical arrival time of the next request, whole microseconds since the epoch.
 
-Time is counted in whole milliseconds and tokens in whole micro-tokens, and both are rounded in
-the direction that admits less: float or decimal rounding can then never mint a request.
+GCRA (the generic cell rate algorithm) with emission interval T and tolerance τ: a request at
+time t conforms when tat <= t + τ, and then sets tat = max(t, tat) + T. That is a token bucket
+of `burst` tokens refilled one per T (τ = (burst - 1)·T), kept as one timestamp. Any closed
+window of W seconds holds at most burst + floor(W / T) grants: the first at its start, then one
+per T, plus the burst - 1 of the tolerance. T is the shortest whole number of microseconds with
+floor((60 s + SEND_MARGIN) / T) <= per_minute - burst: no window of 60 s + SEND_MARGIN holds
+more than per_minute grants, whatever the request pattern and however many instances take
+tokens, so no rolling minute at Mailivery does either while each request reaches it within
+SEND_MARGIN of its grant (the token's write answering, then the request's own trip). Without
+the margin the bound is exact and a request delayed by a few milliseconds can make a 241st in
+a minute. The sustained rate is (per_minute - burst + 1) · 60 / (60 + SEND_MARGIN) a minute.
+
+A token costs one conditional UpdateItem and no read. Which update depends on where tat stands:
+  idle  (tat <= t)          SET tat = t + T      if the item has no tat, or tat <= t
+  busy  (t < tat <= t + τ)  SET tat = tat + T    if t <= tat <= t + τ
+The busy update adds to the stored value, so instances taking tokens at the same moment do not
+conflict. Each instance guesses the case from the last tat it saw; when the guess is wrong (or
+the bucket is empty), the failed condition returns the stored item in the same call
+(ReturnValuesOnConditionCheckFailure=ALL_OLD), and the next attempt, or the wait for a token,
+is computed from it.
+
+A token is not waited for before it is taken: it is booked up to max_wait ahead (the update's
+bound is t + τ + max_wait), then slept for until its time, tat - T - τ, which the update
+returns (ReturnValues=UPDATED_NEW) or, for a transaction, the exact condition gives. Instances
+waiting for tokens then take one write each, in turn, instead of all waking at the same moment
+and racing for the first one. The request goes out at its token's time: the bound above holds
+for it as for any other grant.
+
+`acquire_with` takes the token in one transaction with another conditional write: the worker's
+claim before a start/resume/delete, so the call that follows the claim costs no DynamoDB call of
+its own. Taking that token earlier, together with the re-read's ("two at once"), would break the
+guarantee: the second request would go out up to a whole re-read (seconds, retries included)
+after its token's time, and a limiter can only bound the times of its tokens. A transaction
+returns no values, so its update is conditional on the exact tat last seen (the new value, and
+the token's time, are then known): another instance's token since refuses it, and it is tried
+again with the value the refusal returned.
+
+Time is kept in whole microseconds, the clock read rounded down: a window of 60 s then spans
+exactly 60,000,000 of them, and rounding never admits more. An item left by the earlier token
+bucket (`tokens`, `updated_at`, no `tat`) counts as idle: the first acquire after that deploy
+may admit a full burst. Callers need dynamodb:UpdateItem.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections.abc import Callable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, PutItemInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
-MICRO = 1_000_000  # micro-tokens per token
-# Small on purpose: once the initial burst is spent, the sustained rate is (per_minute - burst)
-# per minute, so 5 keeps 235 of Mailivery's 240/min (97.9 %) while still absorbing a short spike.
-DEFAULT_BURST = 5
-MAX_CONFLICTS = 20  # lost conditional writes in one acquire before giving up
+MICROS = 1_000_000  # microseconds per second
+# Small on purpose: once the initial burst is spent, the sustained rate is (per_minute - burst
+# + 1) · 60 / (60 + SEND_MARGIN) a minute, so 3 keeps 236 of Mailivery's 240/min (98.3 %) while
+# still absorbing a short spike (the worker takes one token at a time).
+DEFAULT_BURST = 3
+# How long after its grant a request may reach Mailivery without risking its rolling minute.
+SEND_MARGIN = 0.5
+MAX_CONFLICTS = 20  # failed attempts in one acquire before giving up
 CONFLICT_RETRY_AFTER = 0.05  # seconds; heavy contention clears fast, the caller backs off a bit
+CONFLICT_PAUSE = 0.01  # seconds; a transaction was holding the item: let it finish
 # How long one acquire may sleep for a token by default. Part of every Mailivery call's
 # worst case (warmgate.time_budget), so the functions' timeouts are sized with it.
 DEFAULT_MAX_WAIT = 1.0
+
+_IDLE = {
+    "UpdateExpression": "SET #tat = :next",
+    "ConditionExpression": "attribute_not_exists(#tat) OR #tat <= :now",
+}
+_BUSY = {
+    "UpdateExpression": "SET #tat = #tat + :interval",
+    "ConditionExpression": "#tat BETWEEN :now AND :latest",
+}
+_FIRST = {
+    "UpdateExpression": "SET #tat = :next",
+    "ConditionExpression": "attribute_not_exists(#tat)",
+}
+_EXACT = {"UpdateExpression": "SET #tat = :next", "ConditionExpression": "#tat = :seen"}
 
 
 class BudgetExhausted(Exception):
@@ -43,6 +97,16 @@ class BudgetExhausted(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"Mailivery request budget exhausted; retry after {retry_after:.3f}s")
         self.retry_after = retry_after
+
+
+class WriteRefused(Exception):
+    """The write made with a token failed its own condition: neither was written."""
+
+
+class _Attempt(enum.Enum):
+    TAKEN = "taken"
+    REFUSED = "refused"  # the budget's condition failed: the stored tat is known now
+    HELD = "held"  # a transaction was writing the item: nothing learned, try again shortly
 
 
 class RateBudget:
@@ -61,22 +125,23 @@ class RateBudget:
             raise ValueError(f"burst must be at least 1, got {burst}")
         if per_minute <= burst:
             raise ValueError(f"per_minute ({per_minute}) must be greater than burst ({burst})")
-        # A bucket admits, in any window of W seconds, at most what it holds at the start
-        # (<= burst) plus what refills during the window (W * r). With W = 60 s and
-        # r = (per_minute - burst) / 60 that is burst + per_minute - burst = per_minute, so no
-        # rolling minute can exceed the vendor limit, whatever the request pattern.
-        # Refill is kept as an integer (micro-tokens per minute) so arithmetic stays exact.
-        self._refill_micro_per_minute = (per_minute - burst) * MICRO
-        self._capacity_micro = burst * MICRO
+        self._burst = burst
+        self._interval = int((60 + SEND_MARGIN) * MICROS) // (per_minute - burst + 1) + 1  # T
+        self._tolerance = (burst - 1) * self._interval  # τ
         self._client = client
         self._table = table_name
-        self._key: dict[str, AttributeValueTypeDef] = {"pk": {"S": key}}
+        self._key: dict[str, Any] = {"pk": {"S": key}}
         self._clock = clock
         self._sleep = sleep
+        self._seen: int | None = None  # the last tat this instance saw; None: none yet
 
     @property
     def refill_per_second(self) -> float:
-        return self._refill_micro_per_minute / MICRO / 60
+        return MICROS / self._interval
+
+    def most_in(self, seconds: float) -> int:
+        """The most requests any closed window of `seconds` can hold: burst + floor(W / T)."""
+        return self._burst + math.floor(seconds * MICROS) // self._interval
 
     def acquire(self, max_wait: float = DEFAULT_MAX_WAIT) -> None:
         """Take one token; sleep (≤ max_wait total) if one is due soon, else raise BudgetExhausted.
@@ -84,72 +149,114 @@ class RateBudget:
         The wait is bounded by time actually slept, not by the clock, so it always terminates
         and a clock step (NTP) cannot stretch it.
         """
+        self._take(max_wait, None)
+
+    def acquire_with(
+        self, write: TransactWriteItemTypeDef, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> None:
+        """Take one token and make `write` (a conditional write on another item) in one
+        transaction: both or neither. WriteRefused when `write`'s own condition fails;
+        BudgetExhausted, with nothing written, as `acquire`."""
+        self._take(max_wait, write)
+
+    def _take(self, max_wait: float, write: TransactWriteItemTypeDef | None) -> None:
         if max_wait < 0:
             raise ValueError(f"max_wait must not be negative, got {max_wait}")
         slept = 0.0
         conflicts = 0
         while True:
-            now_ms = math.floor(self._clock() * 1000)  # floor: never refill for unelapsed time
-            item = self._client.get_item(
-                TableName=self._table, Key=self._key, ConsistentRead=True
-            ).get("Item")
-            if item is None:  # first use ever: start full
-                tokens, updated_ms = self._capacity_micro, now_ms
-            else:
-                tokens = _scaled(item["tokens"], 6, ROUND_FLOOR)
-                updated_ms = _scaled(item["updated_at"], 3, ROUND_CEILING)
-                # Another instance's clock may be ahead of ours: a negative elapsed adds nothing,
-                # and updated_at never moves back, or the next reader would refill that gap twice.
-                elapsed_ms = max(0, now_ms - updated_ms)
-                refill = elapsed_ms * self._refill_micro_per_minute // 60_000
-                tokens = min(self._capacity_micro, tokens + refill)
-                updated_ms = max(now_ms, updated_ms)
-            if tokens >= MICRO:
-                if self._write(item, tokens - MICRO, updated_ms):
-                    return
-                conflicts += 1  # another instance took a token since our read: re-read
-                if conflicts >= MAX_CONFLICTS:
+            now = math.floor(self._clock() * MICROS)  # floor: a token is never dated late
+            seen = self._seen
+            # A token may be booked as far ahead as the caller may still wait for it.
+            ahead = math.floor((max_wait - slept) * MICROS)
+            if seen is not None and seen > now + self._tolerance + ahead:  # none in time
+                raise BudgetExhausted(_milliseconds(seen - self._tolerance - now))
+            attempt = self._attempt(now, seen, write, ahead)
+            if attempt is _Attempt.TAKEN:
+                due = (self._seen or now) - self._interval - self._tolerance  # the token's time
+                if due > now:
+                    self._sleep(_milliseconds(due - now))
+                return
+            conflicts += 1
+            if conflicts >= MAX_CONFLICTS:
+                raise BudgetExhausted(CONFLICT_RETRY_AFTER)
+            if attempt is _Attempt.HELD:
+                if max_wait - slept < CONFLICT_PAUSE:
                     raise BudgetExhausted(CONFLICT_RETRY_AFTER)
-                continue
-            # Whole milliseconds, rounded up, so after the wait the refill covers the deficit;
-            # refill starts at updated_at, which a clock-ahead instance may have set in our future.
-            deficit_ms = -(-(MICRO - tokens) * 60_000 // self._refill_micro_per_minute)
-            wait_ms = max(1, (updated_ms - now_ms) + deficit_ms)  # >= 1 ms: the loop must end
-            wait = wait_ms / 1000
-            if wait > max_wait - slept:
-                raise BudgetExhausted(wait)
-            self._sleep(wait)
-            slept += wait
+                self._sleep(CONFLICT_PAUSE)
+                slept += CONFLICT_PAUSE
 
-    def _write(
-        self, read: dict[str, AttributeValueTypeDef] | None, tokens: int, updated_ms: int
-    ) -> bool:
-        """Store the new state if the item is still as read; False when someone else won."""
-        request: PutItemInputTypeDef = {
+    def _attempt(
+        self, now: int, seen: int | None, write: TransactWriteItemTypeDef | None, ahead: int
+    ) -> _Attempt:
+        """One conditional write for one token, at most `ahead` µs beyond the bucket's
+        tolerance; updates what this instance has seen."""
+        next_ = max(now, seen or now) + self._interval
+        if write is not None:  # exact: a transaction returns no values
+            form, values = (
+                (_FIRST, {":next": next_})
+                if seen is None
+                else (_EXACT, {":next": next_, ":seen": seen})
+            )
+        elif seen is None or seen <= now:
+            form, values = _IDLE, {":next": next_, ":now": now}
+        else:
+            form = _BUSY
+            values = {
+                ":interval": self._interval,
+                ":now": now,
+                ":latest": now + self._tolerance + ahead,
+            }
+        update: dict[str, Any] = {
             "TableName": self._table,
-            "Item": {
-                **self._key,
-                # plain fixed-point text, 6 and 3 decimals, whatever the value
-                "tokens": {"N": f"{Decimal(tokens).scaleb(-6):f}"},
-                "updated_at": {"N": f"{Decimal(updated_ms).scaleb(-3):f}"},
-            },
-            "ConditionExpression": "attribute_not_exists(pk)",
+            "Key": self._key,
+            **form,
+            "ExpressionAttributeNames": {"#tat": "tat"},
+            "ExpressionAttributeValues": {name: _number(v) for name, v in values.items()},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if read is not None:
-            # Both values, not only updated_at: acquires within one millisecond leave updated_at
-            # unchanged, and only the falling token count tells those states apart.
-            request["ConditionExpression"] = "#u = :u AND #t = :t"
-            request["ExpressionAttributeNames"] = {"#u": "updated_at", "#t": "tokens"}
-            request["ExpressionAttributeValues"] = {":u": read["updated_at"], ":t": read["tokens"]}
         try:
-            self._client.put_item(**request)
+            if write is None:
+                response = self._client.update_item(**update, ReturnValues="UPDATED_NEW")
+                self._seen = _tat(response.get("Attributes"))
+            else:
+                token: TransactWriteItemTypeDef = {"Update": cast("UpdateTypeDef", update)}
+                self._client.transact_write_items(TransactItems=[write, token])
+                self._seen = next_
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            return self._failed(exc)
+        return _Attempt.TAKEN
+
+    def _failed(self, exc: ClientError) -> _Attempt:
+        response: Any = exc.response
+        code = response.get("Error", {}).get("Code")
+        if code == "ConditionalCheckFailedException":
+            self._seen = _tat(response.get("Item"))
+            return _Attempt.REFUSED
+        if code == "TransactionConflictException":
+            return _Attempt.HELD
+        if code == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise WriteRefused(str(exc)) from None
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                self._seen = _tat(response["CancellationReasons"][1].get("Item"))
+                return _Attempt.REFUSED
+            if "TransactionConflict" in reasons:
+                return _Attempt.HELD
+        raise exc
 
 
-def _scaled(value: AttributeValueTypeDef, digits: int, rounding: str) -> int:
-    """A stored N as an integer count of 10**-digits units, rounded the way that admits less."""
-    return int(Decimal(value["N"]).scaleb(digits).to_integral_value(rounding))
+def _milliseconds(micros: int) -> float:
+    """A wait in seconds, in whole milliseconds rounded up: after it, the token is due."""
+    return math.ceil(micros / 1000) / 1000
+
+
+def _number(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _tat(item: dict[str, Any] | None) -> int | None:
+    """The stored tat; None when there is no item or it has no tat yet."""
+    value = (item or {}).get("tat")
+    return None if value is None else int(value["N"])

@@ -1,4 +1,4 @@
-"""MailboxTable access on the boto3 client API. Every write is conditional (optimistic lock).
+"""MailboxTable access on the botocore client API. Every write is conditional (optimistic lock).
 
 One table, partition key `pk`, several kinds of item:
   `mailbox#<normalized email>`  an ExpectedMailbox (below);
@@ -20,12 +20,13 @@ trail survives for a while and a warming mailbox's record is never purged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from warmgate.campaigns import CampaignLedgerEntry, LedgerState
@@ -38,14 +39,19 @@ from warmgate.mailboxes import (
     Transition,
     parse_iso,
 )
+from warmgate.rate_budget import WriteRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef
+
+    from warmgate.rate_budget import RateBudget
 
 PURGE_AFTER_END = timedelta(days=90)
 _PURGEABLE = ENDED_STATES | {MailboxState.CONSENT_REQUESTED}
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+# BatchGetItem returns keys it could not read now (throttling) for the caller to ask again.
+BATCH_GET_ROUNDS = 4
+BATCH_GET_BACKOFF_SECONDS = 0.05  # doubled each round
 
 
 def mailbox_key(email: str) -> dict[str, Any]:
@@ -93,6 +99,10 @@ class StaleRecord(Exception):
     """Someone else wrote the record since it was read: re-read and decide again."""
 
 
+class TableBusy(Exception):
+    """DynamoDB left part of a read unprocessed, round after round: try the work again later."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReconcilerCursor:
     """The page of Mailivery's pending campaigns the reconciler reads next, and since when
@@ -118,13 +128,35 @@ class MailboxRepository:
         item = response.get("Item")
         return mailbox_from_item(item) if item else None
 
-    def save(self, record: ExpectedMailbox, *, read_version: int | None) -> ExpectedMailbox:
-        """Write `record` if the stored one is still at `read_version` (None: must not exist).
+    def get_with_ledger(
+        self, email: str | None, campaign_id: str
+    ) -> tuple[ExpectedMailbox | None, CampaignLedgerEntry | None]:
+        """The mailbox record for `email` (None: no email to look for) and the campaign's ledger
+        entry, in one consistent BatchGetItem: the worker decides on this read."""
+        keys = [ledger_key(campaign_id)] + ([mailbox_key(email)] if email else [])
+        items = self._batch_get(keys)
+        mailbox = items.get(mailbox_key(email)["pk"]["S"]) if email else None
+        ledger = items.get(ledger_key(campaign_id)["pk"]["S"])
+        return (
+            mailbox_from_item(mailbox) if mailbox else None,
+            ledger_from_item(ledger) if ledger else None,
+        )
 
-        Returns the record as stored (version incremented); raises StaleRecord otherwise.
+    def save(
+        self,
+        record: ExpectedMailbox,
+        *,
+        read_version: int | None,
+        with_token: RateBudget | None = None,
+    ) -> ExpectedMailbox:
+        """Write `record` if the stored one is still at `read_version` (None: must not exist);
+        with a `with_token` budget, take one of its tokens in the same transaction.
+
+        Returns the record as stored (version incremented); raises StaleRecord otherwise, or
+        BudgetExhausted (nothing written) when no token came in time.
         """
         stored = replace(record, version=(read_version or 0) + 1)
-        self._put(mailbox_to_item(stored), read_version, record.email)
+        self._put(mailbox_to_item(stored), read_version, record.email, with_token)
         return stored
 
     def scan_mailboxes(self, states: Iterable[MailboxState]) -> Iterator[ExpectedMailbox]:
@@ -240,10 +272,15 @@ class MailboxRepository:
         return ledger_from_item(item) if item else None
 
     def save_ledger_entry(
-        self, entry: CampaignLedgerEntry, *, read_version: int | None
+        self,
+        entry: CampaignLedgerEntry,
+        *,
+        read_version: int | None,
+        with_token: RateBudget | None = None,
     ) -> CampaignLedgerEntry:
+        """As `save`, for a campaign's ledger entry."""
         stored = replace(entry, version=(read_version or 0) + 1)
-        self._put(ledger_to_item(stored), read_version, entry.campaign_id)
+        self._put(ledger_to_item(stored), read_version, entry.campaign_id, with_token)
         return stored
 
     def delete_ledger_entry(self, entry: CampaignLedgerEntry) -> None:
@@ -266,7 +303,7 @@ class MailboxRepository:
         ).get("Item")
         if item is None:
             return ReconcilerCursor()
-        data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+        data = _decode(item)
         return ReconcilerCursor(
             next_page=int(data["next_page"]),
             pass_started_at=data.get("pass_started_at"),
@@ -283,25 +320,53 @@ class MailboxRepository:
             "updated_at": stored.updated_at,
             "version": stored.version,
         }
-        item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
-        self._put(item | RECONCILER_CURSOR_KEY, cursor.version or None, "reconciler#cursor")
+        self._put(
+            _encode(data) | RECONCILER_CURSOR_KEY, cursor.version or None, "reconciler#cursor"
+        )
         return stored
 
-    def _put(self, item: dict[str, Any], read_version: int | None, name: str) -> None:
-        condition: dict[str, Any]
+    def _put(
+        self,
+        item: dict[str, Any],
+        read_version: int | None,
+        name: str,
+        with_token: RateBudget | None = None,
+    ) -> None:
+        put: PutTypeDef = {"TableName": self._table, "Item": item}
         if read_version is None:
-            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            condition = {
-                "ConditionExpression": "version = :read_version",
-                "ExpressionAttributeValues": {":read_version": {"N": str(read_version)}},
-            }
+            put["ConditionExpression"] = "version = :read_version"
+            put["ExpressionAttributeValues"] = {":read_version": {"N": str(read_version)}}
         try:
-            self._client.put_item(TableName=self._table, Item=item, **condition)
+            if with_token is None:
+                self._client.put_item(**put)
+            else:
+                with_token.acquire_with({"Put": put})
+        except WriteRefused:
+            raise StaleRecord(name) from None
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise StaleRecord(name) from None
             raise
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The items found for `keys` (at most 100), by `pk`; keys left unprocessed by
+        DynamoDB are asked for again, with a growing pause, a bounded number of times."""
+        request: Mapping[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        for round_ in range(BATCH_GET_ROUNDS):
+            if round_:
+                time.sleep(BATCH_GET_BACKOFF_SECONDS * 2 ** (round_ - 1))
+            response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._table, []):
+                found[item["pk"]["S"]] = dict(item)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise TableBusy(
+            f"BatchGetItem on {self._table} left keys unprocessed after {BATCH_GET_ROUNDS} rounds"
+        )
 
 
 def ledger_key(campaign_id: str) -> dict[str, Any]:
@@ -318,12 +383,11 @@ def ledger_to_item(entry: CampaignLedgerEntry) -> dict[str, Any]:
         "updated_at": entry.updated_at,
         "version": entry.version,
     }
-    item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
-    return item | ledger_key(entry.campaign_id)
+    return _encode(data) | ledger_key(entry.campaign_id)
 
 
-def ledger_from_item(item: dict[str, Any]) -> CampaignLedgerEntry:
-    data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+def ledger_from_item(item: Mapping[str, Any]) -> CampaignLedgerEntry:
+    data = _decode(item)
     return CampaignLedgerEntry(
         campaign_id=data["campaign_id"],
         state=LedgerState(data["state"]),
@@ -372,12 +436,11 @@ def mailbox_to_item(record: ExpectedMailbox) -> dict[str, Any]:
         }
     if record.state in _PURGEABLE:
         data["purge_at"] = int((parse_iso(record.expires_at) + PURGE_AFTER_END).timestamp())
-    item = {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
-    return item | mailbox_key(record.email)
+    return _encode(data) | mailbox_key(record.email)
 
 
-def mailbox_from_item(item: dict[str, Any]) -> ExpectedMailbox:
-    data = {k: _deserializer.deserialize(v) for k, v in item.items()}
+def mailbox_from_item(item: Mapping[str, Any]) -> ExpectedMailbox:
+    data = _decode(item)
     error = data.get("last_error")
     return ExpectedMailbox(
         email=data["email"],
@@ -414,3 +477,48 @@ def mailbox_from_item(item: dict[str, Any]) -> ExpectedMailbox:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+# --- the attribute-value codec: what the items above hold, and no more ---------------------
+# boto3's TypeSerializer/TypeDeserializer would import boto3 (warmgate.aws says why not).
+
+
+def _encode(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level attributes; None means "not stored"."""
+    return {name: _attribute(value) for name, value in data.items() if value is not None}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bool):  # before int: a bool is an int
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        return {"N": str(value)}
+    if value is None:  # inside a map or list, e.g. a history entry's "from"
+        return {"NULL": True}
+    if isinstance(value, list | tuple):
+        return {"L": [_attribute(v) for v in value]}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): _attribute(v) for k, v in value.items()}}
+    raise TypeError(f"no DynamoDB attribute for a {type(value).__name__}")
+
+
+def _decode(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _value(attribute) for name, attribute in item.items()}
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    (kind, value), *_ = attribute.items()
+    match kind:
+        case "S" | "BOOL":
+            return value
+        case "N":  # only integers are stored; a decimal one is returned exactly
+            return int(value) if value.lstrip("-").isdigit() else Decimal(value)
+        case "NULL":
+            return None
+        case "L":
+            return [_value(v) for v in value]
+        case "M":
+            return _decode(value)
+    raise ValueError(f"unexpected DynamoDB attribute type {kind!r}")

@@ -4,9 +4,9 @@ Mailivery's webhooks carry no signature, no event id and no retry policy (contra
 proof of origin is the unguessable token in the URL path; the only way not to lose an event is to
 answer 2xx after SQS accepted it and 5xx otherwise, so that the sender retries.
 
-This module is on the webhook Lambda's hot path. It may import the stdlib, botocore (already
-loaded by boto3), warmgate.webhooks, warmgate.http_body and warmgate.secrets; never
-warmgate.http, warmgate.onboarding, warmgate.mailivery or httpx.
+This module is on the webhook Lambda's hot path. It may import the stdlib, botocore (the
+function's SQS client is botocore's), warmgate.webhooks, warmgate.http_body and
+warmgate.secrets; never boto3, warmgate.http, warmgate.onboarding, warmgate.mailivery or httpx.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools.utilities.parameters import clear_caches
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from warmgate.http_body import BadRequestBody, BodyTooLarge, decode_body
 from warmgate.mailboxes import utc_now
-from warmgate.secrets import fetch_secret
+from warmgate.secrets import fetch_secret, forget_secrets
 from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
 from warmgate.work_queue import QueuedWebhook, WorkQueue
 
@@ -148,7 +147,7 @@ def _checked_token(name: str, value: object) -> str:
 class WebhookTokenSource:
     """Reads the token secret through a cached fetch and turns it into a WebhookToken.
 
-    `fetch` returns the secret's value (Powertools caches it for SECRET_MAX_AGE_SECONDS);
+    `fetch` returns the secret's value (cached for SECRET_MAX_AGE_SECONDS, warmgate.secrets);
     `forget` drops that cache so the next fetch reads the store. After a wrong token the intake
     asks for `refreshed()`, which re-reads at most once per `refresh_after_miss_seconds`.
     """
@@ -171,9 +170,9 @@ class WebhookTokenSource:
     @classmethod
     def from_reference(cls, reference: str, *, max_age: int) -> WebhookTokenSource:
         """The deployed wiring: a Secrets Manager id/ARN or an SSM name (see warmgate.secrets)."""
-        # fetch_secret has no force-fetch switch, so a refresh clears Powertools' parameter
-        # caches; in the webhook function the token is the only cached parameter.
-        return cls(lambda: fetch_secret(reference, max_age=max_age), forget=clear_caches)
+        # fetch_secret has no force-fetch switch, so a refresh clears the secrets cache; in
+        # the webhook function the token is the only cached secret.
+        return cls(lambda: fetch_secret(reference, max_age=max_age), forget=forget_secrets)
 
     def current(self) -> WebhookToken:
         try:

@@ -1,9 +1,15 @@
 """The worker's service: verify one campaign event and start, resume, delete or leave it.
 
-Reads the inputs of `decisions.decide`, then applies the decision with conditional writes:
-a claim (mailbox `verifying` / ledger `deleting`) is written *before* the one vendor call, and
-the final state after it, so duplicates and re-ordered deliveries on other workers find the
-claim or the result and make no second call.
+Reads the inputs of `decisions.decide`: the mailbox record of the webhook's email and the
+campaign's ledger entry in one read, then the campaign from Mailivery (the webhook is only a
+hint; when the campaign's email is another, that mailbox is read too). A replay of an event the
+record already reflects ends at the first read (`decisions.replayed`). The decision is applied
+with conditional writes: a claim (mailbox `verifying` / ledger `deleting`) is written *before*
+the one vendor call, and the final state after it, so duplicates and re-ordered deliveries on
+other workers find the claim or the result and make no second call; a write on a record that
+changed since it was read fails, and the message is decided again. The claim also takes that
+call's request-budget token (one transaction), so a message that starts a campaign costs four
+DynamoDB calls: the read, the re-read's token, the claim, the result; a replay costs one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from warmgate.decisions import (
     Outcome,
     classify_event,
     decide,
+    replayed,
 )
 from warmgate.mailboxes import (
     ExpectedMailbox,
@@ -79,6 +86,16 @@ class RetryLater(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Records:
+    """The mailbox record of `email` and the ledger entry of `campaign_id`, as read together."""
+
+    email: str | None
+    campaign_id: str
+    mailbox: ExpectedMailbox | None
+    ledger: CampaignLedgerEntry | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Situation:
     campaign_id: str
     email: str | None
@@ -98,9 +115,13 @@ class CampaignWorker:
         claim_lease: timedelta,
         max_start_attempts: int,
         clock: Callable[[], datetime] = utc_now,
+        budget: RateBudget | None = None,
     ) -> None:
+        """`budget`: the request budget `mailivery` throttles on; when given, each claim takes
+        the token of the vendor action it precedes, and that action skips the throttle."""
         self._repository = repository
         self._mailivery = mailivery
+        self._budget = budget
         self._policy = policy
         self._lease = claim_lease
         self._max_start_attempts = max_start_attempts
@@ -132,22 +153,42 @@ class CampaignWorker:
         situation = self._situation(kind, message)
         return None if situation is None else situation.decision
 
-    def _situation(self, kind: EventKind, message: QueuedWebhook) -> _Situation | None:
-        """Everything the decision reads: the re-read campaign and our records of it."""
+    def _situation(
+        self, kind: EventKind, message: QueuedWebhook, hinted: _Records | None = None
+    ) -> _Situation | None:
+        """Everything the decision reads: the re-read campaign and our records of it (those
+        `hinted` read already, if they are the campaign's)."""
         campaign_id, campaign = self._reread(message)
         if campaign_id is None:
             return None
         email = campaign.email if campaign is not None else message.email
-        mailbox = self._repository.get(email) if email else None
-        ledger = self._repository.get_ledger_entry(campaign_id)
+        if hinted is not None and (hinted.email, hinted.campaign_id) == (email, campaign_id):
+            mailbox, ledger = hinted.mailbox, hinted.ledger
+        else:
+            mailbox, ledger = self._repository.get_with_ledger(email, campaign_id)
         now = self._clock()
         decision = decide(
             kind, campaign_id, campaign, mailbox, ledger, self._policy, now, self._lease
         )
         return _Situation(campaign_id, email, mailbox, ledger, now, decision)
 
+    def _hinted(self, message: QueuedWebhook) -> _Records | None:
+        """Our records of the campaign the message names, read by its hints (None: it names
+        none, and the campaign must be found by email at Mailivery first)."""
+        if message.campaign_id is None:
+            return None
+        mailbox, ledger = self._repository.get_with_ledger(message.email, message.campaign_id)
+        return _Records(message.email, message.campaign_id, mailbox, ledger)
+
     def _handle(self, kind: EventKind, message: QueuedWebhook) -> Outcome:
-        situation = self._situation(kind, message)
+        hinted = self._hinted(message)
+        if hinted is not None and replayed(message.event_type, hinted.campaign_id, hinted.mailbox):
+            logger.info(
+                "campaign decision",
+                extra={"outcome": Outcome.DUPLICATE.value, "reason": "replayed event"},
+            )
+            return Outcome.DUPLICATE
+        situation = self._situation(kind, message, hinted)
         if situation is None:
             logger.warning("no campaign for this event", extra={"event_type": message.event_type})
             return Outcome.IGNORED
@@ -207,6 +248,7 @@ class CampaignWorker:
                 outcome_unknown=False,
             ),
             read_version=mailbox.version,
+            with_token=self._budget,
         )
         call = (
             self._mailivery.start_warmup
@@ -214,7 +256,7 @@ class CampaignWorker:
             else self._mailivery.resume_warmup
         )
         try:
-            call(campaign_id)
+            call(campaign_id, prepaid=self._budget is not None)
         except Conflict as exc:
             if not self._is_active(campaign_id):  # "already warming" after a re-read is success
                 return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
@@ -309,10 +351,16 @@ class CampaignWorker:
         ledger: CampaignLedgerEntry | None,
     ) -> Outcome:
         claimed = self._save_ledger(
-            campaign_id, email, ledger, LedgerState.DELETING, decision.reason, self._clock()
+            campaign_id,
+            email,
+            ledger,
+            LedgerState.DELETING,
+            decision.reason,
+            self._clock(),
+            with_token=self._budget,
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            self._mailivery.delete_campaign(campaign_id)
+            self._mailivery.delete_campaign(campaign_id, prepaid=self._budget is not None)
         self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
         return decision.outcome
 
@@ -353,12 +401,15 @@ class CampaignWorker:
         state: LedgerState,
         reason: str,
         now: datetime,
+        *,
+        with_token: RateBudget | None = None,
     ) -> CampaignLedgerEntry:
         """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
         entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))
         return self._repository.save_ledger_entry(
             entry.moved_to(state, now=now, reason=reason),
             read_version=ledger.version if ledger else None,
+            with_token=with_token,
         )
 
     def _is_active(self, campaign_id: str) -> bool:
@@ -375,14 +426,19 @@ class CampaignWorker:
             logger.warning("claim changed before it could be released")
 
 
-def worker_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> CampaignWorker:
-    """The worker as every entry point runs it: settings' policy, the shared request budget."""
+def worker_from_settings(
+    settings: Settings, dynamodb: DynamoDBClient, budget: RateBudget | None = None
+) -> CampaignWorker:
+    """The worker as every entry point runs it: settings' policy, the shared request budget
+    (`budget`: another one, e.g. on a benchmark's scaled clock)."""
     table = settings.mailbox_table_name or ""
-    budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
+    if budget is None:
+        budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
     return CampaignWorker(
         MailboxRepository(dynamodb, table),
         client_from_settings(settings, throttle=budget.acquire),
         policy=settings.unexpected_campaign_policy,
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),
         max_start_attempts=settings.max_start_attempts,
+        budget=budget,
     )

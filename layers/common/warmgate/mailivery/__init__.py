@@ -60,7 +60,7 @@ __all__ = [
 
 
 def api_key_provider(settings: Settings) -> Callable[[], str]:
-    """Where the API key comes from: the secret (cached by Powertools), or a local plain key."""
+    """Where the API key comes from: the secret (cached, warmgate.secrets), or a local plain key."""
     secret = settings.mailivery_api_key_secret
     if secret:
         return lambda: fetch_secret(secret, max_age=settings.secret_max_age_seconds)

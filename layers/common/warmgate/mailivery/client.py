@@ -204,17 +204,20 @@ class MailiveryClient:
                 return
             page = result.page + 1
 
-    def start_warmup(self, campaign_id: str | int) -> Any:
-        return self._action("PATCH", self.contract.start_warmup_path, campaign_id)
+    # `prepaid`: the caller already took this call's request-budget token (the worker takes it
+    # with its claim, warmgate.rate_budget.acquire_with), so the throttle is not called.
 
-    def resume_warmup(self, campaign_id: str | int) -> Any:
-        return self._action("PATCH", self.contract.resume_warmup_path, campaign_id)
+    def start_warmup(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
+        return self._action("PATCH", self.contract.start_warmup_path, campaign_id, prepaid)
+
+    def resume_warmup(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
+        return self._action("PATCH", self.contract.resume_warmup_path, campaign_id, prepaid)
 
     def pause_warmup(self, campaign_id: str | int) -> Any:
         return self._action("PATCH", self.contract.pause_warmup_path, campaign_id)
 
-    def delete_campaign(self, campaign_id: str | int) -> Any:
-        return self._action("DELETE", self.contract.delete_campaign_path, campaign_id)
+    def delete_campaign(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
+        return self._action("DELETE", self.contract.delete_campaign_path, campaign_id, prepaid)
 
     def get_account_limits(self) -> AccountLimits:
         data, request_id = self._call("GET", self.contract.account_limits_path)
@@ -256,8 +259,11 @@ class MailiveryClient:
                 body["meta"] = {"tags": ",".join(request.tags)}
         return body
 
-    def _action(self, method: str, path: str, campaign_id: str | int) -> Any:
-        data, _ = self._call(method, path, campaign_id=campaign_id, allow_empty=True)
+    def _action(self, method: str, path: str, campaign_id: str | int, prepaid: bool = False) -> Any:
+        # Never retried (one attempt), so a prepaid token covers the whole call.
+        data, _ = self._call(
+            method, path, campaign_id=campaign_id, allow_empty=True, throttled=not prepaid
+        )
         return data
 
     def _campaign(self, data: Any, request_id: str) -> Campaign:
@@ -279,6 +285,7 @@ class MailiveryClient:
         body: dict[str, Any] | None = None,
         unwrap: bool = True,
         allow_empty: bool = False,
+        throttled: bool = True,
     ) -> tuple[Any, str]:
         """One logical call: returns (payload, request id) or raises a MailiveryError, or
         InvalidCampaignId for an unusable id before anything is sent."""
@@ -293,7 +300,9 @@ class MailiveryClient:
         for attempt in range(1, attempts + 1):
             request_id = str(uuid.uuid4())
             try:
-                response = self._send(method, path, path_template, request_id, params, body)
+                response = self._send(
+                    method, path, path_template, request_id, params, body, throttled
+                )
                 return self._payload(response, request_id, unwrap, allow_empty), request_id
             except TRANSIENT_ERRORS as error:
                 delay = self._retry_delay(error, attempt)
@@ -328,6 +337,7 @@ class MailiveryClient:
         request_id: str,
         params: Mapping[str, str | int] | None,
         body: dict[str, Any] | None,
+        throttled: bool,
     ) -> httpx.Response:
         headers = {
             "Authorization": f"Bearer {self._api_key()}",
@@ -339,7 +349,7 @@ class MailiveryClient:
                 content["data"] = _form_fields(body)
             else:
                 content["json"] = body
-        if self._throttle is not None:
+        if throttled and self._throttle is not None:
             self._throttle()
         started = time.perf_counter()
         log = {"method": method, "path": path_template, "request_id": request_id}
