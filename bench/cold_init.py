@@ -347,7 +347,8 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
         "cold_init",
         f"Cold init per function (import of the handler in a fresh process, median of {rounds})",
     )
-    baseline = baseline_commit(baseline_ref)
+    # --quick leaves the before variant out: the full run measures it.
+    baseline = None if quick else baseline_commit(baseline_ref)
     samples: dict[str, dict[str, list[float]]] = {
         n: {"pyc": [], "no-pyc": [], "before": []} for n in names
     }
@@ -355,13 +356,11 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
     runtime_floor: list[float] = []
     with artifact_copies(build_dir, names, baseline) as (variants, runtime, swapped):
         pyc = variants[0]
-        # --quick times the before variant not at all, only its -X importtime below.
-        timed = variants[:2] if quick else variants
-        for variant in timed:  # warm the page cache once, not measured
+        for variant in variants:  # warm the page cache once, not measured
             timed_import_ms(variant, names[0], runtime)
         for _ in range(rounds):
             for name in names:
-                for variant in timed:  # A B C A B C ...: drift hits every variant alike
+                for variant in variants:  # A B C A B C ...: drift hits every variant alike
                     samples[name][variant.name].append(timed_import_ms(variant, name, runtime))
             runtime_floor.append(timed_import_ms(pyc, names[0], runtime, module=RUNTIME_IMPORT))
         offenders = {
@@ -431,7 +430,8 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
             "(where this branch left main), measured in turn with the others; ratio = before / "
             "pyc"
             if baseline
-            else "before: no baseline commit (not a git checkout, or no such ref): not measured"
+            else "before: not measured (--quick, or no baseline commit: not a git checkout, or "
+            "no such ref)"
         ),
     ]
     for name in names:
