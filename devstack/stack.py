@@ -80,6 +80,7 @@ from devstack.sandbox_control import SandboxControl
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
+from warmgate.aws import reset_session
 from warmgate.secrets import reset_secrets
 
 __all__ = [
@@ -219,9 +220,11 @@ class LocalStack:
             raise StackError(port_message("API", options.api_port)) from exc
         self._sandbox.webhook_url = self.webhook_url
 
-        # The handlers' secrets cache binds a client to the endpoint on first use: start and end
-        # with none, so no client outlives the endpoint it was made for.
+        # The handlers' secrets cache binds a client to the endpoint on first use, and the
+        # botocore session to the environment it was made in: start and end with neither, so
+        # no client outlives the endpoint it was made for.
         reset_secrets()
+        reset_session()
         factory = FunctionFactory(
             template,
             parameters,
@@ -363,6 +366,7 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
         reset_secrets()  # the cached clients point at this stack's moto
+        reset_session()
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -25,7 +25,8 @@ from tests.integration.harness import (
     read_event,
     set_environment,
 )
-from warmgate.secrets import forget_secrets
+from warmgate.aws import reset_session
+from warmgate.secrets import reset_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -49,12 +50,18 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def mocked_aws(aws_environment: None) -> Iterator[None]:
-    """moto for the test's duration; the secrets cache starts and ends empty, so no
-    secret value leaks from one test (or one moto backend) to the next."""
-    forget_secrets()
+    """moto for the test's duration; the secrets cache and the botocore session start and end
+    empty, so no secret value, client or session leaks from one test (or one moto backend, or a
+    local stack) to the next."""
+    fresh_aws_clients()
     with mock_aws():
         yield
-    forget_secrets()
+    fresh_aws_clients()
+
+
+def fresh_aws_clients() -> None:
+    reset_secrets()
+    reset_session()
 
 
 @pytest.fixture
@@ -67,7 +74,7 @@ def work_queues(mocked_aws: None) -> dict[str, str]:
 def stack(sandbox: MailiverySandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """Moto with the table and queues, the sandbox, and fresh onboarding and worker handlers."""
     set_environment(monkeypatch, sandbox.api_base_url)
-    forget_secrets()
+    fresh_aws_clients()
     with mock_aws(), SandboxControl(sandbox.url) as control:
         aws = boto3.client("dynamodb")
         sqs = boto3.client("sqs")

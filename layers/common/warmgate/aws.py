@@ -40,6 +40,13 @@ def session() -> Session:
     return _session
 
 
+def reset_session() -> None:
+    """Forget the session (local stacks and tests): the next client gets a new one, with the
+    credentials, endpoint and event handlers (moto's) of the environment as it is then."""
+    global _session
+    _session = None
+
+
 @overload
 def client(service_name: Literal["dynamodb"], config: Config | None = None) -> DynamoDBClient: ...
 @overload
