@@ -8,11 +8,13 @@ test counts the vendor calls in the sandbox's own log.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.integration.harness import ADA, TABLE, LambdaContext, Stack, load_function, message
 from tests.integration.harness import pending as pending_message
+from warmgate.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso
 from warmgate.work_queue import QueuedWebhook
 
 RESUME = "onboarding-resume-mailbox.json"
@@ -201,6 +203,7 @@ def test_ambiguous_start_keeps_claim_blocks_withdraw_and_retry_settles_without_s
     expire_and_reconcile(stack)
     assert stack.mailbox()["state"] == "verifying"  # the reconciler does not expire a claim
 
+    settle(stack)
     stack.deliver(pending_message(campaign_id))  # the deferred retry: re-read first
 
     record = stack.mailbox()
@@ -219,10 +222,50 @@ def test_ambiguous_start_not_applied_is_started_by_the_retry(stack: Stack) -> No
 
     stack.deliver(pending_message(campaign_id))
     assert stack.mailbox()["state"] == "verifying"
+    settle(stack)
     stack.deliver(pending_message(campaign_id))
 
     assert stack.mailbox()["state"] == "warming"
     assert calls(stack, "start-warmup") == 2  # the 503 did not start it; the retry did
+
+
+def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land(
+    stack: Stack,
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    # The start answers too late (the client gives up after 1 s) and runs at Mailivery after it.
+    stack.control.set_faults(timeout_rate=1.0, hang_ms=1500, paths=[r".*/start-warmup$"], count=1)
+    lands = time.monotonic() + 1.5
+    stack.deliver(pending_message(campaign_id))
+    assert (stack.mailbox()["state"], stack.mailbox()["outcome_unknown"]) == ("verifying", True)
+
+    # A duplicate webhook (or the reconciler) right away: the campaign still reads pending.
+    assert stack.deliver(pending_message(campaign_id)) == []  # deferred: busy, no call
+
+    time.sleep(max(0.0, lands - time.monotonic()) + 0.2)  # the first start lands
+    wait_for_call(stack, "start-warmup")
+    settle(stack)
+    stack.deliver(pending_message(campaign_id))  # the retry: re-read, found active
+    assert stack.mailbox()["state"] == "warming"
+    assert [c["status"] for c in stack.vendor_calls("/start-warmup")] == [200]  # no second
+
+
+def settle(stack: Stack) -> None:
+    """Time passes as for the deferred retry (UNKNOWN_OUTCOME_RETRY_BASE_SECONDS): the unknown
+    outcome was recorded longer ago than UNKNOWN_OUTCOME_SETTLE."""
+    settled = datetime.now(UTC) - UNKNOWN_OUTCOME_SETTLE - timedelta(seconds=1)
+    stack.aws.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET updated_at = :settled",
+        ExpressionAttributeValues={":settled": {"S": iso(settled)}},
+    )
+
+
+def wait_for_call(stack: Stack, action: str) -> None:
+    deadline = time.monotonic() + 5  # the sandbox logs a late call once its hang is over
+    while calls(stack, action) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def expire_and_reconcile(stack: Stack) -> None:

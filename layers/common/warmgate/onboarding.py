@@ -392,7 +392,7 @@ class OnboardingService:
 
     def _claim_held(self, record: ExpectedMailbox, now: datetime) -> OnboardingConflict:
         """A worker holds this mailbox's claim (a call under way, or its outcome unknown)."""
-        if record.claim_is_live(now, self._lease):
+        if record.claim_is_live(now, self._lease) and not record.outcome_unknown:
             left = parse_iso(record.updated_at) + self._lease - now
             retry_after = max(1, int(left.total_seconds()) + 1)
         else:
