@@ -250,6 +250,25 @@ def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land
     assert [c["status"] for c in stack.vendor_calls("/start-warmup")] == [200]  # no second
 
 
+def test_start_whose_connection_dropped_keeps_its_claim_and_is_not_repeated(
+    stack: Stack,
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    # The connection is reset before any answer; Mailivery applies the start a moment later.
+    stack.control.set_faults(reset_rate=1.0, hang_ms=500, paths=[r".*/start-warmup$"], count=1)
+
+    assert stack.deliver(pending_message(campaign_id)) == []  # deferred, no receive used up
+    record = stack.mailbox()
+    assert (record["state"], record["outcome_unknown"]) == ("verifying", True)
+    assert stack.deliver(pending_message(campaign_id)) == []  # a duplicate right away: waits
+
+    time.sleep(0.7)  # the start lands
+    settle(stack)
+    stack.deliver(pending_message(campaign_id))  # the retry re-reads: active
+    assert stack.mailbox()["state"] == "warming"
+    assert calls(stack, "start-warmup") == 1
+
+
 def settle(stack: Stack) -> None:
     """Time passes as for the deferred retry (UNKNOWN_OUTCOME_RETRY_BASE_SECONDS): the unknown
     outcome was recorded longer ago than UNKNOWN_OUTCOME_SETTLE."""
