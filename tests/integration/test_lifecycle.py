@@ -18,6 +18,7 @@ from warmgate.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso
 from warmgate.work_queue import QueuedWebhook
 
 RESUME = "onboarding-resume-mailbox.json"
+OTHER_PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/another-backend/session-1"
 WITHDRAW = "onboarding-withdraw-mailbox.json"
 
 
@@ -88,6 +89,41 @@ def test_reconnect_from_connection_problem_waits_for_consent_then_resumes_once(
 
     assert stack.mailbox()["state"] == "warming"
     assert (calls(stack, "resume-warmup"), calls(stack, "start-warmup")) == (1, 1)
+
+
+def test_reconnect_retried_after_mailivery_failed_the_link_stays_bound_and_waits(
+    stack: Stack,
+) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.control.set_faults(error_rate=1.0, error_statuses=[503], paths=["/ms-graph$"], count=1)
+    failed, _, _ = stack.request()
+    assert (failed, stack.mailbox()["state"]) == (502, "request_failed")
+
+    status, body, _ = stack.request()  # the integrator retries the reconnect
+
+    assert status == 201, body
+    record = stack.mailbox()
+    assert (record["request_kind"], record["campaign_id"]) == ("reconnect", campaign_id)
+    # Bound: while Mailivery still reports the connection problem, nothing is resumed.
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert (stack.mailbox()["state"], calls(stack, "resume-warmup")) == ("consent_requested", 0)
+    stack.control.consent(url=body["consent_url"])
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert stack.mailbox()["state"] == "warming"
+    assert (calls(stack, "resume-warmup"), calls(stack, "start-warmup")) == (1, 1)
+
+
+def test_retry_of_a_failed_reconnect_by_another_principal_is_refused(stack: Stack) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    stack.control.set_faults(error_rate=1.0, error_statuses=[503], paths=["/ms-graph$"], count=1)
+    assert stack.request()[0] == 502
+
+    status, body, _ = stack.request(principal=OTHER_PRINCIPAL)
+
+    assert (status, body["code"]) == (409, "REQUESTED_BY_ANOTHER")
 
 
 def test_reconnect_of_parked_mailbox_resumes_once(stack: Stack) -> None:

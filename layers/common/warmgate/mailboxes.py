@@ -269,6 +269,15 @@ class ExpectedMailbox:
             MailboxState.CONNECTION_PROBLEM,
         ) or (self.state is MailboxState.START_FAILED and self.parked)
 
+    def is_failed_reconnect(self) -> bool:
+        """A reconnect whose consent link Mailivery failed to mint: the mailbox still warmed
+        before and its campaign is still the one to reconnect."""
+        return (
+            self.state is MailboxState.REQUEST_FAILED
+            and self.request_kind is RequestKind.RECONNECT
+            and self.campaign_id is not None
+        )
+
     def has_open_request(self, now: datetime) -> bool:
         """A request from the integrator that no vendor action has consumed yet."""
         match self.state:
