@@ -6,8 +6,11 @@ warming up" are almost always a missed start call. So, on a schedule, one sweep 
 2. pending ms-graph campaigns whose email has a live expectation not yet handled are queued
    for the worker with the webhook's own message shape: the worker stays the one place that
    decides, with the same re-read, claims and idempotency;
-3. resume requests still waiting after RESUME_REQUEUE_AFTER (their message was lost, or the
-   API could not send it) are queued again.
+3. requests bound to a campaign still waiting after RESUME_REQUEUE_AFTER are queued again:
+   a resume request (its message was lost, or the API could not send it) and a reconnect
+   (Mailivery's webhook about the reconnected campaign was lost; the campaign is paused or
+   disconnected, not pending, so sweep 2 cannot find it). The worker re-reads the campaign:
+   one still disconnected keeps waiting.
 
 Sweep 2 reads Mailivery's campaign list page by page and keeps its place in a cursor item
 (`reconciler#cursor`, conditional writes), saved after each page. When Mailivery or the shared
@@ -31,7 +34,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
-from warmgate.mailboxes import ExpectedMailbox, MailboxEvent, MailboxState, iso, parse_iso, utc_now
+from warmgate.mailboxes import (
+    ExpectedMailbox,
+    MailboxEvent,
+    MailboxState,
+    RequestKind,
+    iso,
+    parse_iso,
+    utc_now,
+)
 from warmgate.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
 from warmgate.observability import logger
 from warmgate.rate_budget import BudgetExhausted
@@ -55,6 +66,7 @@ class ReconcileReport:
     unexpected_pending: int = 0
     pages_read: int = 0
     resumes_requeued: int = 0
+    reconnects_requeued: int = 0
     pass_completed: bool = False  # this run read the last page: the next starts at page 1
     interrupted: str | None = None  # why this run stopped early, its cursor saved
 
@@ -84,7 +96,7 @@ class Reconciler:
         report = ReconcileReport()
         now = self._clock()
         awaiting = self._expire_stale(now, report)
-        self._requeue_resume_requests(now, report)
+        self._requeue_bound_requests(awaiting, now, report)
         self._requeue_stranded(awaiting, now, time_left, report)
         return report
 
@@ -113,18 +125,36 @@ class Reconciler:
             awaiting[mailbox.email] = mailbox
         return awaiting
 
-    # --- sweep 3 (first: no vendor call): resume requests whose message went missing --------
+    # --- sweep 3 (first: no vendor call): bound requests whose message went missing ---------
 
-    def _requeue_resume_requests(self, now: datetime, report: ReconcileReport) -> None:
-        for mailbox in self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,)):
+    def _requeue_bound_requests(
+        self, awaiting: dict[str, ExpectedMailbox], now: datetime, report: ReconcileReport
+    ) -> None:
+        reconnects = [
+            m
+            for m in awaiting.values()
+            if m.state is MailboxState.CONSENT_REQUESTED
+            and m.request_kind is RequestKind.RECONNECT
+            and m.campaign_id is not None
+        ]
+        resumes = self._repository.scan_mailboxes((MailboxState.RESUME_REQUESTED,))
+        for mailbox in (*reconnects, *resumes):
             if parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
                 continue
+            resume = mailbox.state is MailboxState.RESUME_REQUESTED
             self._queue.send(
                 QueuedWebhook.for_campaign(
-                    RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
+                    RESUME_REQUEST_EVENT_TYPE if resume else RECONCILED_EVENT_TYPE,
+                    mailbox.campaign_id,
+                    mailbox.email,
+                    now=now,
+                    details=None if resume else {"reconciled": True, "request": "reconnect"},
                 )
             )
-            report.resumes_requeued += 1
+            if resume:
+                report.resumes_requeued += 1
+            else:
+                report.reconnects_requeued += 1
 
     # --- sweep 2: pending campaigns no webhook announced -----------------------------------
 
