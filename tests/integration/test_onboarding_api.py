@@ -285,6 +285,32 @@ def test_consent_link_save_retried_after_a_transient_failure(
     assert record["consent_url"]["S"] == body["consent_url"]
 
 
+def test_consent_link_saved_but_its_answer_lost_is_answered_once_not_as_withdrawn(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch, control: SandboxControl
+) -> None:
+    repository = onboarding.service._repository
+    save = repository.save
+    lost = [0]
+
+    def answer_lost(record: Any, *, read_version: int | None) -> Any:
+        stored = save(record, read_version=read_version)
+        if record.consent_url is not None and not lost[0]:  # written, then the answer is lost
+            lost[0] += 1
+            raise RuntimeError("read timeout after DynamoDB applied the write")
+        return stored
+
+    monkeypatch.setattr(repository, "save", answer_lost)
+    monkeypatch.setattr(onboarding.service, "_sleep", lambda seconds: None)
+
+    status, body, _ = post(onboarding)
+
+    assert (status, lost) == (201, [1])
+    record = item(aws)
+    assert record is not None
+    assert record["consent_url"]["S"] == body["consent_url"]
+    assert len(consent_calls(control)) == 1
+
+
 def test_request_consent_same_requester_other_details_returns_409(onboarding: ModuleType) -> None:
     post(onboarding)
     status, body, _ = post(onboarding, first_name="Augusta")

@@ -177,6 +177,13 @@ class OnboardingService:
             try:
                 stored = self._repository.save(with_link, read_version=claimed.version)
             except StaleRecord:
+                current = self._repository.get(claimed.email)
+                if (
+                    current is not None
+                    and current.consent_url == url  # an earlier try was saved, its answer lost
+                    and current.has_live_link(self._clock())
+                ):
+                    return ConsentOutcome(current, created=True)
                 # Withdrawn (DELETE) while Mailivery was minting the link: the withdrawal wins,
                 # and a consent through this link will find no live expectation.
                 raise OnboardingConflict(
