@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,37 @@ def test_reconnect_retried_after_mailivery_failed_the_link_stays_bound_and_waits
     stack.deliver(message("campaign.updated", campaign_id))
     assert stack.mailbox()["state"] == "warming"
     assert (calls(stack, "resume-warmup"), calls(stack, "start-warmup")) == (1, 1)
+
+
+def test_reconnect_whose_link_was_never_stored_is_retried_as_a_reconnect(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    service = stack.onboarding.service
+    save, failing = service._repository.save, [True]
+
+    def unavailable_for_links(record: Any, *, read_version: int | None) -> Any:
+        if record.consent_url is not None and failing[0]:
+            raise RuntimeError("DynamoDB unavailable")  # or the function died right here
+        return save(record, read_version=read_version)
+
+    monkeypatch.setattr(service._repository, "save", unavailable_for_links)
+    monkeypatch.setattr(service, "_sleep", lambda seconds: None)
+    assert stack.request()[0] == 201  # answered, never stored: the record waits, in flight
+    failing[0] = False
+    stack.aws.update_item(  # the in-flight window has passed: the request may be made again
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET updated_at = :then",
+        ExpressionAttributeValues={":then": {"S": "2020-01-01T00:00:00Z"}},
+    )
+
+    status, body, _ = stack.request()
+
+    assert status == 201, body
+    record = stack.mailbox()
+    assert (record["request_kind"], record["campaign_id"]) == ("reconnect", campaign_id)
 
 
 def test_retry_of_a_failed_reconnect_by_another_principal_is_refused(stack: Stack) -> None:

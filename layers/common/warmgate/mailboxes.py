@@ -269,13 +269,14 @@ class ExpectedMailbox:
             MailboxState.CONNECTION_PROBLEM,
         ) or (self.state is MailboxState.START_FAILED and self.parked)
 
-    def is_failed_reconnect(self) -> bool:
-        """A reconnect whose consent link Mailivery failed to mint: the mailbox still warmed
-        before and its campaign is still the one to reconnect."""
-        return (
-            self.state is MailboxState.REQUEST_FAILED
-            and self.request_kind is RequestKind.RECONNECT
-            and self.campaign_id is not None
+    def reconnects_on_request(self) -> bool:
+        """A new request for this mailbox reconnects its campaign: it warmed before and holds
+        no request, or its last request was a reconnect that did not go through (Mailivery
+        failed to mint its link, the request died before storing it, it expired or was
+        withdrawn). The campaign is re-read first; one Mailivery no longer has is onboarded
+        afresh."""
+        return self.can_reconnect() or (
+            self.request_kind is RequestKind.RECONNECT and self.campaign_id is not None
         )
 
     def has_open_request(self, now: datetime) -> bool:

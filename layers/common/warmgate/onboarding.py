@@ -292,7 +292,7 @@ class OnboardingService:
                 if replay is not None:
                     return replay
             bound_to = None
-            if existing is not None and _reconnects(existing):
+            if existing is not None and existing.reconnects_on_request():
                 bound_to = self._reconnect_target(existing)
             claim = self._new_expectation(existing, request, principal, fingerprint, now, bound_to)
             try:
@@ -312,7 +312,7 @@ class OnboardingService:
         now: datetime,
     ) -> ConsentOutcome | None:
         live = existing.has_live_link(now) or existing.is_in_flight(now, IN_FLIGHT_ABANDONED_AFTER)
-        if (live or _reconnects(existing)) and not self._is_owner(existing, principal):
+        if (live or existing.reconnects_on_request()) and not self._is_owner(existing, principal):
             raise OnboardingConflict(
                 "REQUESTED_BY_ANOTHER",
                 "another IAM principal made this mailbox's request"
@@ -481,12 +481,6 @@ _FRESH_REQUEST = {
     "parked": False,
     "outcome_unknown": False,
 }
-
-
-def _reconnects(record: ExpectedMailbox) -> bool:
-    """A new request for this mailbox reconnects its campaign: it warmed before (or a
-    reconnect's link could not be minted, and this is its retry)."""
-    return record.can_reconnect() or record.is_failed_reconnect()
 
 
 def _describe(record: ExpectedMailbox, now: datetime) -> str:
