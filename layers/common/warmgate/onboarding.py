@@ -161,6 +161,12 @@ class OnboardingService:
         except BudgetExhausted as exc:  # no request was sent: our shared budget is used up
             self._record_failure(claimed, "BUDGET_EXHAUSTED", str(exc), None)
             raise
+        except Exception as exc:
+            # Ours, not Mailivery's (the API key secret or the budget table unavailable, a bug):
+            # no link reached anyone, so a retry may ask at once. Only a process that died
+            # mid-call leaves the record in flight (IN_FLIGHT_ABANDONED_AFTER).
+            self._record_failure(claimed, type(exc).__name__, "warmgate failed: see its logs", None)
+            raise
         return self._keep_link(claimed, link.url)
 
     def _keep_link(self, claimed: ExpectedMailbox, url: str) -> ConsentOutcome:
