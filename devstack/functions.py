@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from devstack.aws_faults import SimulatedCrash, invocation
 from devstack.environment import Intrinsics, applied_environment, function_environment
 from devstack.errors import StackError, TemplateError
 from devstack.local_aws import ACCOUNT_ID, REGION, LocalResource
@@ -32,6 +33,11 @@ _INVOCATION_LOCK = threading.RLock()
 
 class FunctionLoadError(StackError):
     """A handler module failed to import; names the function, the file and the exception."""
+
+
+class FunctionCrashed(Exception):
+    """The invocation died (a SimulatedCrash: Lambda's timeout or out-of-memory kill). Its
+    caller sees an invocation error, as from Lambda; the function starts cold next time."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,8 @@ class LocalFunction:
         self._region = region
         self._stdout = stdout
         self._handler: Handler | None = None
+        self._crashed = False
+        self.crashes = 0
         self.module: ModuleType | None = None
 
     @property
@@ -220,15 +228,27 @@ class LocalFunction:
         return self
 
     def invoke(self, event: Any, context: LocalLambdaContext | None = None) -> Any:
-        """Runs the handler once, like one Lambda invocation; its exceptions propagate."""
+        """Runs the handler once, like one Lambda invocation; its exceptions propagate, a
+        SimulatedCrash as FunctionCrashed."""
         if self._handler is None:
             raise RuntimeError(f"{self.logical_id} is not loaded")
         with self._running():
+            if self._crashed:  # Lambda replaces the environment of an invocation that died
+                self.load()
+                self._crashed = False
+            handler = self._handler
             context = context or self.context()
             self.invocations += 1
             started = time.monotonic()
             try:
-                return self._handler(event, context)
+                with invocation(self.logical_id, event) as current:
+                    current.result = handler(event, context)
+                    return current.result
+            except SimulatedCrash as crash:
+                self._crashed = True
+                self.crashes += 1
+                log.warning("%s crashed (simulated): %s", self.logical_id, crash)
+                raise FunctionCrashed(f"{self.logical_id}: {crash}") from None
             finally:
                 elapsed = time.monotonic() - started
                 if elapsed > self.spec.timeout_s:
@@ -270,6 +290,7 @@ class FunctionFactory:
         region: str = REGION,
         env_overrides: Mapping[str, Mapping[str, str]] | None = None,
         stdout: TextIO | None = None,
+        local_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.intrinsics = Intrinsics(template, parameters, resources, region=region)
         self._endpoint_url = endpoint_url
@@ -277,6 +298,7 @@ class FunctionFactory:
         self._region = region
         self._env_overrides = env_overrides or {}
         self._stdout = stdout
+        self._local_overrides = local_overrides or {}
 
     def function(self, spec: FunctionSpec) -> LocalFunction:
         environment = function_environment(
@@ -285,6 +307,6 @@ class FunctionFactory:
             endpoint_url=self._endpoint_url,
             mailivery_base_url=self._mailivery_base_url,
             region=self._region,
-            overrides=self._env_overrides.get(spec.logical_id),
+            overrides={**self._env_overrides.get(spec.logical_id, {}), **self._local_overrides},
         )
         return LocalFunction(spec, environment, region=self._region, stdout=self._stdout).load()

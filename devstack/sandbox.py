@@ -20,6 +20,13 @@ Fault semantics (`POST /_sandbox/faults`), chosen to model what a client cannot 
 - ``empty``/``garbage``: the call was processed; only the 200 body is lost or unrecognisable.
 - ``lost``: the call was processed at once, then its answer never comes (`hang_ms`, then 504):
   the client's read times out while the effect is already visible to a re-read.
+- ``reset``: the connection is reset at once, without an answer, and the call is processed
+  `hang_ms` later (a proxy dropped the client while the vendor went on): the client sees a
+  broken connection, not a timeout, and the effect shows to a re-read only after a while.
+
+Several rules may be in force at once (`{"rules": [...]}`), each with its own seed and count.
+A storm (`POST /_sandbox/storm`) answers every call with 429 and Retry-After for a while, as
+the vendor's rate limiter has been seen to: logged with `fault: "storm"`.
 
 This module is the HTTP surface (routing, auth, rate limit and fault application, the control
 endpoints, lifecycle, command line); the vendor's state and rules live in `sandbox_model`.
@@ -36,6 +43,8 @@ import json
 import math
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -60,6 +69,7 @@ from devstack.sandbox_model import (
     EMAIL_RE,
     ERROR_BODIES,
     ApiError,
+    CallFault,
     Campaign,
     CampaignStatus,
     CampaignStore,
@@ -67,7 +77,6 @@ from devstack.sandbox_model import (
     ExistingMailbox,
     FaultConfig,
     FaultInjector,
-    FaultKind,
     FieldValidator,
     RateLimiter,
     ReconnectEvent,
@@ -81,6 +90,7 @@ from devstack.sandbox_model import (
     bad_request,
     connection_problem_event,
     deleted_event,
+    fault_configs_from_json,
     non_negative_int,
     pending_event,
     reconnect_event,
@@ -185,6 +195,23 @@ def _http_error(exc: HTTPException) -> Response:
     return error_response(status, exc.name.upper().replace(" ", "_"), exc.description or exc.name)
 
 
+class _ConnectionReset(Response):
+    """The answer of a `reset` fault, written to a connection already reset: the client never
+    sees it, the call log shows its status."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", status=502)
+
+
+def _close_connection(environ: WSGIEnvironment) -> None:
+    """Reset the client's connection now, without an answer (SO_LINGER 0). werkzeug's later
+    write of the response finds the socket shut and drops it quietly."""
+    connection = environ.get("werkzeug.socket")
+    if isinstance(connection, socket.socket):
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.shutdown(socket.SHUT_RDWR)
+
+
 def _sandbox_bug() -> Response:
     # A bug in the sandbox must not pass for vendor behaviour: loud on stderr, distinct code.
     traceback.print_exc()
@@ -258,6 +285,7 @@ _CONTROL_ROUTES: Final = Map(
         ),
         Rule("/_sandbox/mailboxes/connection", methods=["POST"], endpoint="connection"),
         Rule("/_sandbox/faults", methods=["GET", "POST"], endpoint="faults"),
+        Rule("/_sandbox/storm", methods=["POST"], endpoint="storm"),
         Rule("/_sandbox/webhooks", methods=["GET", "POST"], endpoint="webhooks"),
         Rule("/_sandbox/webhooks/flush", methods=["POST"], endpoint="flush"),
         Rule("/_sandbox/calls", methods=["GET"], endpoint="calls"),
@@ -287,7 +315,8 @@ class MailiverySandbox:
         time_scale: float = 1.0,
     ) -> None:
         """`time_scale` > 1 runs the rate-limit clock faster (10 → a 6 s "minute"), so a load
-        test can cross several windows quickly; Retry-After is then in scaled seconds."""
+        test can cross several windows quickly; storms last scaled seconds too. Retry-After
+        stays in real seconds (what a client must actually wait)."""
         self._port = port
         self._log_requests = log_requests
         self._api_keys = _key_set(api_keys)
@@ -308,7 +337,9 @@ class MailiverySandbox:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self._rate_limiter = RateLimiter(
-            rate_limit_per_minute, clock=lambda: time.monotonic() * time_scale
+            rate_limit_per_minute,
+            clock=lambda: time.monotonic() * time_scale,
+            time_scale=time_scale,
         )
         self._faults = FaultInjector()
         self._webhooks = WebhookDispatcher(webhook_url, self._stopping)
@@ -417,7 +448,7 @@ class MailiverySandbox:
         started = time.monotonic()
         key = _bearer_token(request)
         logged_body: Any = None
-        fault: FaultKind | None = None
+        fault: CallFault | None = None
         try:
             endpoint, args = _API_ROUTES.bind_to_environ(request.environ).match()
             response, logged_body, fault = self._serve_api(request, key, str(endpoint), dict(args))
@@ -430,7 +461,7 @@ class MailiverySandbox:
 
     def _serve_api(
         self, request: Request, key: str | None, endpoint: str, args: dict[str, Any]
-    ) -> tuple[Response, Any, FaultKind | None]:
+    ) -> tuple[Response, Any, CallFault | None]:
         """Auth → rate limit → request id → faults → endpoint. Returns (response, body, fault)."""
         options = self._options_snapshot()
         body: dict[str, Any] = {}
@@ -452,7 +483,7 @@ class MailiverySandbox:
             response = error_response(
                 429, "RATE_LIMIT_EXCEEDED", "Too many requests.", rate_headers
             )
-            return response, logged_body, None
+            return response, logged_body, "storm" if rate.storm else None
         if not request.headers.get("X-Request-ID", "").strip():
             response = error_response(
                 400, "MISSING_REQUEST_ID", "The X-Request-ID header is required."
@@ -469,6 +500,10 @@ class MailiverySandbox:
             return Response(PROXY_HTML, 502, mimetype="text/html"), logged_body, "html"
         if decision.kind == "timeout" and self._stopping.wait(decision.hang_s):
             return self._shutting_down(), logged_body, "timeout"
+        if decision.kind == "reset":
+            _close_connection(request.environ)
+            if self._stopping.wait(decision.hang_s):
+                return _ConnectionReset(), logged_body, "reset"
 
         try:
             response = self._api_endpoint(endpoint, request, key, body, args, options)
@@ -484,6 +519,8 @@ class MailiverySandbox:
             response = Response(b"", 200, mimetype="application/json")
         elif decision.kind == "garbage":
             response = json_response({"foo": 1})
+        elif decision.kind == "reset":
+            response = _ConnectionReset()  # nobody reads it: the client is gone
         response.headers.update(rate_headers)
         return response, logged_body, decision.kind
 
@@ -622,7 +659,7 @@ class MailiverySandbox:
         key: str | None,
         status: int,
         body: Any,
-        fault: FaultKind | None,
+        fault: CallFault | None,
         started: float,
     ) -> None:
         entry = {
@@ -713,8 +750,14 @@ class MailiverySandbox:
             return json_response({"connections": self._store.connection_switches()})
         if endpoint == "faults":
             if post:
-                self._faults.configure(FaultConfig.from_json(body))
+                self._faults.configure(*fault_configs_from_json(body))
             return json_response({"faults": self._faults.status()})
+        if endpoint == "storm":
+            seconds = body.get("seconds")
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+                raise bad_request('Expected {"seconds": <how long, on the rate-limit clock>}.')
+            self._rate_limiter.storm(float(seconds))
+            return json_response({"storm_seconds": seconds})
         if endpoint == "webhooks":
             return self._webhooks_endpoint(request, body)
         if endpoint == "flush":

@@ -157,6 +157,7 @@ class SandboxControl:
         empty_rate: float = 0.0,
         garbage_rate: float = 0.0,
         lost_rate: float = 0.0,
+        reset_rate: float = 0.0,
         hang_ms: int | None = None,
         error_statuses: Iterable[int] | None = None,
         paths: Iterable[str] | None = None,
@@ -164,7 +165,7 @@ class SandboxControl:
         count: int | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        """Replaces the fault settings (unset fields go back to their defaults)."""
+        """Replaces the fault settings with one rule (unset fields go back to their defaults)."""
         body: dict[str, Any] = {
             "latency_ms": latency_ms,
             "error_rate": error_rate,
@@ -173,6 +174,7 @@ class SandboxControl:
             "empty_rate": empty_rate,
             "garbage_rate": garbage_rate,
             "lost_rate": lost_rate,
+            "reset_rate": reset_rate,
             "count": count,
             "seed": seed,
         }
@@ -185,6 +187,15 @@ class SandboxControl:
         if methods is not None:
             body["methods"] = list(methods)
         return dict(self._post("/faults", body)["faults"])
+
+    def set_fault_rules(self, rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Replaces the fault settings with several rules, each a `set_faults` body (its
+        fields by name); the first rule that decides on a fault wins a call."""
+        return dict(self._post("/faults", {"rules": list(rules)})["faults"])
+
+    def storm(self, seconds: float) -> None:
+        """Every /api/v1 call answered 429 + Retry-After for `seconds` (rate-limit clock)."""
+        self._post("/storm", {"seconds": seconds})
 
     def faults(self) -> dict[str, Any]:
         """Current fault settings, plus `remaining` (calls left of a `count`)."""

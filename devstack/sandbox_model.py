@@ -41,7 +41,10 @@ MAX_WAIT_S: Final = 30.0
 CampaignStatus = Literal["pending", "active", "paused", "connection_problem"]
 WebhookMode = Literal["deliver", "drop", "duplicate", "reorder", "delay"]
 # lost: the call runs, then its answer never comes (hang_ms, then 504): an unknown outcome.
-FaultKind = Literal["timeout", "error", "html", "empty", "garbage", "lost"]
+# reset: the call runs, then the connection is closed without an answer.
+FaultKind = Literal["timeout", "error", "html", "empty", "garbage", "lost", "reset"]
+# What the call log's `fault` says: an injected kind, or a 429 of a storm (RateLimiter.storm).
+CallFault = FaultKind | Literal["storm"]
 StatusField = Literal["status", "status_code"]
 ValidationShape = Literal["errors", "code"]
 ExistingMailbox = Literal["allow", "reject", "reuse"]
@@ -56,6 +59,7 @@ FAULT_PRECEDENCE: Final[tuple[FaultKind, ...]] = (
     "empty",
     "garbage",
     "lost",
+    "reset",
 )
 ERROR_BODIES: Final[Mapping[int, tuple[str, str]]] = {
     409: ("CONFLICT", "The campaign is not in a state that allows this."),
@@ -508,16 +512,29 @@ class RateDecision:
     limit: int
     remaining: int
     retry_after_s: int
+    storm: bool = False  # refused by a storm, not by the window
 
 
 class RateLimiter:
-    """Rolling 60 s window per API key, like the vendor's 240/min per key [doc]."""
+    """Rolling 60 s window per API key, like the vendor's 240/min per key [doc].
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    `clock` may run `time_scale` times faster than real time (a load test's short "minute");
+    Retry-After is always in real seconds: what a client must really wait.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        time_scale: float = 1.0,
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
+        self._time_scale = time_scale
         self._per_minute = per_minute
         self._windows: dict[str, deque[float]] = {}
+        self._storm_until: float | None = None
 
     @property
     def per_minute(self) -> int:
@@ -528,21 +545,32 @@ class RateLimiter:
         with self._lock:
             self._per_minute = per_minute
             self._windows.clear()
+            self._storm_until = None
+
+    def storm(self, seconds: float) -> None:
+        """Nothing but 429 for the next `seconds` (on this clock), whatever the window holds:
+        the bursts of refusals the vendor has been seen to answer with."""
+        with self._lock:
+            self._storm_until = self._clock() + seconds
 
     def acquire(self, key: str) -> RateDecision:
         # Rejected calls do not take a slot (Laravel's throttle behaves the same way), so a
         # client that backs off as told always gets through.
         now = self._clock()
         with self._lock:
+            limit = self._per_minute
+            if self._storm_until is not None and now < self._storm_until:
+                return RateDecision(False, limit, 0, self._real(self._storm_until - now), True)
             window = self._windows.setdefault(key, deque())
             while window and window[0] <= now - RATE_WINDOW_S:
                 window.popleft()
-            limit = self._per_minute
             if len(window) >= limit:
-                retry_after = max(1, math.ceil(window[0] + RATE_WINDOW_S - now))
-                return RateDecision(False, limit, 0, retry_after)
+                return RateDecision(False, limit, 0, self._real(window[0] + RATE_WINDOW_S - now))
             window.append(now)
             return RateDecision(True, limit, limit - len(window), 0)
+
+    def _real(self, clock_seconds: float) -> int:
+        return max(1, math.ceil(clock_seconds / self._time_scale))
 
 
 # --------------------------------------------------------------------------- faults
@@ -557,6 +585,7 @@ class FaultConfig:
     empty_rate: float = 0.0
     garbage_rate: float = 0.0
     lost_rate: float = 0.0
+    reset_rate: float = 0.0
     hang_ms: int = DEFAULT_HANG_MS
     error_statuses: tuple[int, ...] = (500, 502, 503)
     paths: tuple[str, ...] = ()
@@ -628,51 +657,85 @@ class FaultDecision:
 NO_FAULT: Final = FaultDecision()
 
 
+def fault_configs_from_json(body: Mapping[str, Any]) -> tuple[FaultConfig, ...]:
+    """One rule (a FaultConfig's fields) or several: `{"rules": [{...}, {...}]}`."""
+    if "rules" not in body:
+        return (FaultConfig.from_json(body),)
+    rules = body["rules"]
+    if set(body) != {"rules"} or not isinstance(rules, list) or not rules:
+        raise bad_request('Give one rule\'s fields, or {"rules": [<rule>, ...]} alone.')
+    if not all(isinstance(rule, dict) for rule in rules):
+        raise bad_request("Every rule is a JSON object.")
+    return tuple(FaultConfig.from_json(rule) for rule in rules)
+
+
+class _FaultRule:
+    """One FaultConfig with its own countdown and its own seeded draws."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.config = config
+        self.remaining = config.count
+        self.rng = random.Random(config.seed)
+
+    def decide(self, method: str, path: str) -> FaultDecision:
+        cfg = self.config
+        if cfg.methods and method.upper() not in cfg.methods:
+            return NO_FAULT
+        if cfg.paths and not any(re.search(p, path) for p in cfg.paths):
+            return NO_FAULT
+        kind: FaultKind | None = None
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return NO_FAULT
+            self.remaining -= 1
+            # With a count the fault is certain; rates only say which kinds are enabled.
+            kind = next((k for k in FAULT_PRECEDENCE if cfg.rate(k) > 0), None)
+        else:
+            # One draw per call against the cumulative rates keeps a seeded run repeatable.
+            draw, threshold = self.rng.random(), 0.0
+            for candidate in FAULT_PRECEDENCE:
+                threshold += cfg.rate(candidate)
+                if draw < threshold:
+                    kind = candidate
+                    break
+        status = self.rng.choice(cfg.error_statuses) if kind == "error" else 500
+        if kind is None and cfg.latency_ms == 0:
+            return NO_FAULT
+        return FaultDecision(kind, cfg.latency_ms / 1000, cfg.hang_ms / 1000, status)
+
+    def status(self) -> dict[str, Any]:
+        return {**asdict(self.config), "remaining": self.remaining}
+
+
 class FaultInjector:
-    """Decides per /api/v1 call whether and how to misbehave; seeded, so runs repeat."""
+    """Decides per /api/v1 call whether and how to misbehave; seeded, so runs repeat.
+
+    Several rules may be in force (e.g. a steady rate of 5xx and, on one path, the next call
+    answered slowly); the first rule whose path and method match and that decides on a fault
+    or a latency wins the call.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._config = FaultConfig()
-        self._remaining: int | None = None
-        self._rng = random.Random(0)
+        self._rules = [_FaultRule(FaultConfig())]
 
-    def configure(self, config: FaultConfig) -> None:
+    def configure(self, *configs: FaultConfig) -> None:
         with self._lock:
-            self._config = config
-            self._remaining = config.count
-            self._rng = random.Random(config.seed)
+            self._rules = [_FaultRule(config) for config in configs or (FaultConfig(),)]
 
     def status(self) -> dict[str, Any]:
+        """The first rule's settings (and `remaining`), and every rule under `rules`."""
         with self._lock:
-            return {**asdict(self._config), "remaining": self._remaining}
+            rules = [rule.status() for rule in self._rules]
+        return {**rules[0], "rules": rules}
 
     def decide(self, method: str, path: str) -> FaultDecision:
         with self._lock:
-            cfg = self._config
-            if cfg.methods and method.upper() not in cfg.methods:
-                return NO_FAULT
-            if cfg.paths and not any(re.search(p, path) for p in cfg.paths):
-                return NO_FAULT
-            kind: FaultKind | None = None
-            if self._remaining is not None:
-                if self._remaining <= 0:
-                    return NO_FAULT
-                self._remaining -= 1
-                # With a count the fault is certain; rates only say which kinds are enabled.
-                kind = next((k for k in FAULT_PRECEDENCE if cfg.rate(k) > 0), None)
-            else:
-                # One draw per call against the cumulative rates keeps a seeded run repeatable.
-                draw, threshold = self._rng.random(), 0.0
-                for candidate in FAULT_PRECEDENCE:
-                    threshold += cfg.rate(candidate)
-                    if draw < threshold:
-                        kind = candidate
-                        break
-            status = self._rng.choice(cfg.error_statuses) if kind == "error" else 500
-            if kind is None and cfg.latency_ms == 0:
-                return NO_FAULT
-            return FaultDecision(kind, cfg.latency_ms / 1000, cfg.hang_ms / 1000, status)
+            for rule in self._rules:
+                decision = rule.decide(method, path)
+                if decision is not NO_FAULT:
+                    return decision
+        return NO_FAULT
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -29,6 +29,11 @@ Not emulated: IAM policies (moto does not enforce them), timeouts (a slow invoca
 reported, not killed), MaximumRecordAgeInSeconds, event types other than HttpApi, SQS,
 DynamoDB, Schedule and ScheduleV2 (reported at start).
 
+Faults for the reliability suite: the sandbox's (vendor faults, storms, webhook misbehaviour)
+and, through botocore's event hooks, the functions' own AWS calls (devstack.aws_faults:
+throttling, failed sends, crashes); `stack.aws_faults` switches the latter and keeps the ledger.
+A crashed invocation ends as on Lambda (devstack.functions.FunctionCrashed).
+
 The parts: devstack.local_aws (moto, clients, resources), devstack.environment (parameters,
 intrinsics, a function's environment), devstack.functions (the handlers), devstack.triggers
 (SQS and schedules); this module wires them into one LocalStack and re-exports their names.
@@ -44,6 +49,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TextIO
 
+from devstack import aws_faults
 from devstack.api_gateway import HttpRoute, LocalHttpApi, RouteError, routes_from_template
 from devstack.environment import (
     Intrinsics,
@@ -55,6 +61,7 @@ from devstack.environment import (
 from devstack.errors import StackError, TemplateError
 from devstack.event_bus import BusSubscription, EventPrinter
 from devstack.functions import (
+    FunctionCrashed,
     FunctionFactory,
     FunctionLoadError,
     FunctionSpec,
@@ -81,6 +88,7 @@ from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
 from warmgate.aws import reset_session
+from warmgate.rate_budget import DEFAULT_BURST
 from warmgate.secrets import reset_secrets
 
 __all__ = [
@@ -93,6 +101,7 @@ __all__ = [
     "STOP_TIMEOUT_S",
     "WEBHOOK_FUNCTION",
     "WEBHOOK_TOKEN_SECRET",
+    "FunctionCrashed",
     "FunctionFactory",
     "FunctionLoadError",
     "FunctionSpec",
@@ -114,6 +123,7 @@ __all__ = [
     "load_env_vars",
     "parse_parameter_overrides",
     "resolve_parameters",
+    "scaled_requests_per_minute",
 ]
 
 log = logging.getLogger("devstack")
@@ -124,6 +134,7 @@ LOCAL_WEBHOOK_TOKEN: Final = "local-webhook-token"  # noqa: S105 - local only, b
 WEBHOOK_FUNCTION: Final = "WebhookFunction"
 WEBHOOK_TOKEN_SECRET: Final = "WebhookTokenSecret"  # noqa: S105 - a logical id
 STOP_TIMEOUT_S: Final = 5.0
+VENDOR_REQUESTS_PER_MINUTE: Final = 240  # Mailivery's limit per API key (contract §1)
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,14 @@ class StackOptions:
     poll_idle_seconds: float = 0.1
     # Where each event on the bus is printed as one line (make run); None: not printed.
     event_lines: TextIO | None = None
+    # Local-only, for load tests: the vendor's minute lasts 60 / time_scale s. The sandbox's
+    # rate-limit window and storms run on that clock, and every function's request budget is
+    # raised to match (scaled_requests_per_minute), as bench/throughput.py scales them.
+    # Everything else (timeouts, delays, leases, Retry-After) stays in real seconds.
+    time_scale: float = 1.0
+    # Set for every function after the template's and --env-vars' values: local tuning the
+    # template does not declare (SECRET_MAX_AGE_SECONDS, CLAIM_LEASE_SECONDS …).
+    function_overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -166,6 +185,8 @@ class LocalStack:
         self.events_subscription: BusSubscription | None = None
         self._event_printer: EventPrinter | None = None
         self.ignored_events: list[str] = []
+        # The functions' AWS faults and their ledger; configure() starts recording.
+        self.aws_faults = aws_faults.install()
 
     # ---- lifecycle
 
@@ -208,7 +229,10 @@ class LocalStack:
         )
         try:
             self._sandbox = MailiverySandbox(
-                port=options.sandbox_port, api_keys=(SANDBOX_API_KEY,)
+                port=options.sandbox_port,
+                api_keys=(SANDBOX_API_KEY,),
+                rate_limit_per_minute=VENDOR_REQUESTS_PER_MINUTE,
+                time_scale=options.time_scale,
             ).start()
         except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken since the check
             raise StackError(port_message("Mailivery sandbox", options.sandbox_port)) from exc
@@ -234,6 +258,7 @@ class LocalStack:
             region=options.region,
             env_overrides=env_overrides,
             stdout=options.function_stdout,
+            local_overrides=self._local_overrides(),
         )
         self.functions = {logical_id: factory.function(spec) for logical_id, spec in specs.items()}
         self._subscribe_to_bus()
@@ -262,6 +287,14 @@ class LocalStack:
                 self.events_subscription, self._stopping, self.options.event_lines
             )
             self._event_printer.start()
+
+    def _local_overrides(self) -> dict[str, str]:
+        overrides = dict(self.options.function_overrides)
+        if self.options.time_scale != 1:
+            overrides["MAILIVERY_REQUESTS_PER_MINUTE"] = str(
+                scaled_requests_per_minute(self.options.time_scale)
+            )
+        return overrides
 
     def _wire_triggers(self, specs: Mapping[str, FunctionSpec], intrinsics: Intrinsics) -> None:
         assert self.aws is not None
@@ -367,6 +400,8 @@ class LocalStack:
             self._moto.stop()
         reset_secrets()  # the cached clients point at this stack's moto
         reset_session()
+        _clear_parameter_providers()
+        self.aws_faults.clear()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -446,3 +481,17 @@ class LocalStack:
 
     def _invoke_route(self, function_id: str, event: dict[str, Any]) -> Any:
         return self.functions[function_id].invoke(event)
+
+
+def scaled_requests_per_minute(time_scale: float) -> int:
+    """MAILIVERY_REQUESTS_PER_MINUTE for a vendor minute of 60 / time_scale s: the budget
+    refills (per_minute - burst) a minute, so a refill of (240 - burst) per scaled minute is
+    (240 - burst) * time_scale per real one; its burst stays the same number of tokens. Any
+    window of 60 / time_scale s then admits at most 240 calls, as a real minute does."""
+    return round((VENDOR_REQUESTS_PER_MINUTE - DEFAULT_BURST) * time_scale) + DEFAULT_BURST
+
+
+def _clear_parameter_providers() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # drops providers and clients

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devstack.errors import TemplateError
-from devstack.functions import LocalFunction, literal_int
+from devstack.functions import FunctionCrashed, LocalFunction, literal_int
 from devstack.local_aws import ACCOUNT_ID, NAME_PREFIX, REGION, LocalResource
 from devstack.sqs_poller import poll_once
 from devstack.stream_poller import OnFailure, ShardReader, StreamMappingSettings, StreamPoller
@@ -124,6 +124,14 @@ class SqsEventSource(EventSource):
     def _deliver(self, event: dict[str, Any], _context: Any) -> Any:
         try:
             response = self.function.invoke(event)
+        except FunctionCrashed:
+            log.warning(
+                "%s crashed: the whole batch of %d returns to %s after its visibility timeout",
+                self.function.logical_id,
+                len(event["Records"]),
+                self.queue.logical_id,
+            )
+            raise
         except Exception:
             log.exception(
                 "%s raised: the whole batch of %d returns to %s",

@@ -40,6 +40,7 @@ METRICS = {
     "enqueued": "StrandedCampaignsQueued",
     "unexpected_pending": "UnexpectedPendingCampaigns",
     "resumes_requeued": "ResumeRequestsRequeued",
+    "reconnects_requeued": "ReconnectRequestsRequeued",
     "pages_read": "ReconcilePagesRead",
 }
 

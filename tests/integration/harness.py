@@ -96,10 +96,14 @@ class Stack:
         url: str = body["consent_url"]
         return url
 
-    def request(self, email: str = ADA, **changes: Any) -> tuple[int, dict[str, Any], Any]:
-        """POST /mailboxes: (status, body, headers)."""
+    def request(
+        self, email: str = ADA, *, principal: str | None = None, **changes: Any
+    ) -> tuple[int, dict[str, Any], Any]:
+        """POST /mailboxes (as `principal`, else the events' caller): (status, body, headers)."""
         event = read_event("onboarding-request-consent.json")
         event["body"] = json.dumps(json.loads(event["body"]) | {"email": email} | changes)
+        if principal is not None:
+            event["requestContext"]["authorizer"]["iam"]["userArn"] = principal
         return self._api(event)
 
     def on_mailbox(self, event_name: str, email: str = ADA) -> tuple[int, dict[str, Any], Any]:

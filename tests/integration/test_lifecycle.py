@@ -8,6 +8,8 @@ test counts the vendor calls in the sandbox's own log.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -21,9 +23,11 @@ from tests.integration.harness import (
     read_event,
 )
 from tests.integration.harness import pending as pending_message
+from warmgate.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso
 from warmgate.work_queue import QueuedWebhook
 
 RESUME = "onboarding-resume-mailbox.json"
+OTHER_PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/another-backend/session-1"
 WITHDRAW = "onboarding-withdraw-mailbox.json"
 
 
@@ -94,6 +98,72 @@ def test_reconnect_from_connection_problem_waits_for_consent_then_resumes_once(
 
     assert stack.mailbox()["state"] == "warming"
     assert (calls(stack, "resume-warmup"), calls(stack, "start-warmup")) == (1, 1)
+
+
+def test_reconnect_retried_after_mailivery_failed_the_link_stays_bound_and_waits(
+    stack: Stack,
+) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.control.set_faults(error_rate=1.0, error_statuses=[503], paths=["/ms-graph$"], count=1)
+    failed, _, _ = stack.request()
+    assert (failed, stack.mailbox()["state"]) == (502, "request_failed")
+
+    status, body, _ = stack.request()  # the integrator retries the reconnect
+
+    assert status == 201, body
+    record = stack.mailbox()
+    assert (record["request_kind"], record["campaign_id"]) == ("reconnect", campaign_id)
+    # Bound: while Mailivery still reports the connection problem, nothing is resumed.
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert (stack.mailbox()["state"], calls(stack, "resume-warmup")) == ("consent_requested", 0)
+    stack.control.consent(url=body["consent_url"])
+    stack.deliver(message("campaign.updated", campaign_id))
+    assert stack.mailbox()["state"] == "warming"
+    assert (calls(stack, "resume-warmup"), calls(stack, "start-warmup")) == (1, 1)
+
+
+def test_reconnect_whose_link_was_never_stored_is_retried_as_a_reconnect(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    service = stack.onboarding.service
+    save, failing = service._repository.save, [True]
+
+    def unavailable_for_links(record: Any, *, read_version: int | None) -> Any:
+        if record.consent_url is not None and failing[0]:
+            raise RuntimeError("DynamoDB unavailable")  # or the function died right here
+        return save(record, read_version=read_version)
+
+    monkeypatch.setattr(service._repository, "save", unavailable_for_links)
+    monkeypatch.setattr(service, "_sleep", lambda seconds: None)
+    assert stack.request()[0] == 201  # answered, never stored: the record waits, in flight
+    failing[0] = False
+    stack.aws.update_item(  # the in-flight window has passed: the request may be made again
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET updated_at = :then",
+        ExpressionAttributeValues={":then": {"S": "2020-01-01T00:00:00Z"}},
+    )
+
+    status, body, _ = stack.request()
+
+    assert status == 201, body
+    record = stack.mailbox()
+    assert (record["request_kind"], record["campaign_id"]) == ("reconnect", campaign_id)
+
+
+def test_retry_of_a_failed_reconnect_by_another_principal_is_refused(stack: Stack) -> None:
+    campaign_id = warming(stack)
+    stack.control.break_connection(campaign_id)
+    stack.control.set_faults(error_rate=1.0, error_statuses=[503], paths=["/ms-graph$"], count=1)
+    assert stack.request()[0] == 502
+
+    status, body, _ = stack.request(principal=OTHER_PRINCIPAL)
+
+    assert (status, body["code"]) == (409, "REQUESTED_BY_ANOTHER")
 
 
 def test_reconnect_of_parked_mailbox_resumes_once(stack: Stack) -> None:
@@ -209,6 +279,7 @@ def test_ambiguous_start_keeps_claim_blocks_withdraw_and_retry_settles_without_s
     expire_and_reconcile(stack)
     assert stack.mailbox()["state"] == "verifying"  # the reconciler does not expire a claim
 
+    settle(stack)
     stack.deliver(pending_message(campaign_id))  # the deferred retry: re-read first
 
     record = stack.mailbox()
@@ -227,10 +298,69 @@ def test_ambiguous_start_not_applied_is_started_by_the_retry(stack: Stack) -> No
 
     stack.deliver(pending_message(campaign_id))
     assert stack.mailbox()["state"] == "verifying"
+    settle(stack)
     stack.deliver(pending_message(campaign_id))
 
     assert stack.mailbox()["state"] == "warming"
     assert calls(stack, "start-warmup") == 2  # the 503 did not start it; the retry did
+
+
+def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land(
+    stack: Stack,
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    # The start answers too late (the client gives up after 1 s) and runs at Mailivery after it.
+    stack.control.set_faults(timeout_rate=1.0, hang_ms=1500, paths=[r".*/start-warmup$"], count=1)
+    lands = time.monotonic() + 1.5
+    stack.deliver(pending_message(campaign_id))
+    assert (stack.mailbox()["state"], stack.mailbox()["outcome_unknown"]) == ("verifying", True)
+
+    # A duplicate webhook (or the reconciler) right away: the campaign still reads pending.
+    assert stack.deliver(pending_message(campaign_id)) == []  # deferred: busy, no call
+
+    time.sleep(max(0.0, lands - time.monotonic()) + 0.2)  # the first start lands
+    wait_for_call(stack, "start-warmup")
+    settle(stack)
+    stack.deliver(pending_message(campaign_id))  # the retry: re-read, found active
+    assert stack.mailbox()["state"] == "warming"
+    assert [c["status"] for c in stack.vendor_calls("/start-warmup")] == [200]  # no second
+
+
+def test_start_whose_connection_dropped_keeps_its_claim_and_is_not_repeated(
+    stack: Stack,
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    # The connection is reset before any answer; Mailivery applies the start a moment later.
+    stack.control.set_faults(reset_rate=1.0, hang_ms=500, paths=[r".*/start-warmup$"], count=1)
+
+    assert stack.deliver(pending_message(campaign_id)) == []  # deferred, no receive used up
+    record = stack.mailbox()
+    assert (record["state"], record["outcome_unknown"]) == ("verifying", True)
+    assert stack.deliver(pending_message(campaign_id)) == []  # a duplicate right away: waits
+
+    time.sleep(0.7)  # the start lands
+    settle(stack)
+    stack.deliver(pending_message(campaign_id))  # the retry re-reads: active
+    assert stack.mailbox()["state"] == "warming"
+    assert calls(stack, "start-warmup") == 1
+
+
+def settle(stack: Stack) -> None:
+    """Time passes as for the deferred retry (UNKNOWN_OUTCOME_RETRY_BASE_SECONDS): the unknown
+    outcome was recorded longer ago than UNKNOWN_OUTCOME_SETTLE."""
+    settled = datetime.now(UTC) - UNKNOWN_OUTCOME_SETTLE - timedelta(seconds=1)
+    stack.aws.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{ADA}"}},
+        UpdateExpression="SET updated_at = :settled",
+        ExpressionAttributeValues={":settled": {"S": iso(settled)}},
+    )
+
+
+def wait_for_call(stack: Stack, action: str) -> None:
+    deadline = time.monotonic() + 5  # the sandbox logs a late call once its hang is over
+    while calls(stack, action) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def expire_and_reconcile(stack: Stack) -> None:

@@ -15,6 +15,7 @@ from warmgate.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,
+    ConnectionLost,
     ConsentRequest,
     FeatureDisabled,
     InvalidCampaignId,
@@ -274,6 +275,22 @@ def test_unintelligible_answer_raises_typed_error(
     with pytest.raises(error) as excinfo:
         client.get_account_limits()
     assert excinfo.value.request_id
+
+
+def test_connection_reset_after_the_request_raises_connection_lost_not_unreachable(
+    client: MailiveryClient, control: SandboxControl
+) -> None:
+    campaign = control.seed_campaign("ada@contoso.com")
+    control.set_faults(reset_rate=1.0, hang_ms=200, paths=[r"/start-warmup$"], count=1)
+
+    with pytest.raises(ConnectionLost) as excinfo:  # the call may have run: it did
+        client.start_warmup(campaign["id"])
+
+    assert excinfo.value.request_id
+    deadline = time.monotonic() + 3
+    while control.campaigns()[0]["status"] != "active" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert control.campaigns()[0]["status"] == "active"
 
 
 def test_refused_connection_raises_unreachable() -> None:

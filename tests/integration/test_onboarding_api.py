@@ -285,6 +285,57 @@ def test_consent_link_save_retried_after_a_transient_failure(
     assert record["consent_url"]["S"] == body["consent_url"]
 
 
+def test_request_consent_failing_before_mailivery_is_called_allows_a_retry_at_once(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch, control: SandboxControl
+) -> None:
+    client = onboarding.service._mailivery
+    fetch_key, failures = client._api_key, [1]
+
+    def secret_unavailable() -> str:
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("Secrets Manager: InternalServiceError")
+        return str(fetch_key())
+
+    monkeypatch.setattr(client, "_api_key", secret_unavailable)
+
+    status, body, _ = post(onboarding)
+    assert (status, body["code"]) == (500, "INTERNAL_ERROR")
+    assert item(aws)["state"] == {"S": "request_failed"}  # type: ignore[index]
+    assert consent_calls(control) == []
+
+    status, body, _ = post(onboarding)  # the integrator's retry: no minute in flight
+
+    assert status == 201, body
+    assert len(consent_calls(control)) == 1
+
+
+def test_consent_link_saved_but_its_answer_lost_is_answered_once_not_as_withdrawn(
+    onboarding: ModuleType, aws: Any, monkeypatch: pytest.MonkeyPatch, control: SandboxControl
+) -> None:
+    repository = onboarding.service._repository
+    save = repository.save
+    lost = [0]
+
+    def answer_lost(record: Any, *, read_version: int | None) -> Any:
+        stored = save(record, read_version=read_version)
+        if record.consent_url is not None and not lost[0]:  # written, then the answer is lost
+            lost[0] += 1
+            raise RuntimeError("read timeout after DynamoDB applied the write")
+        return stored
+
+    monkeypatch.setattr(repository, "save", answer_lost)
+    monkeypatch.setattr(onboarding.service, "_sleep", lambda seconds: None)
+
+    status, body, _ = post(onboarding)
+
+    assert (status, lost) == (201, [1])
+    record = item(aws)
+    assert record is not None
+    assert record["consent_url"]["S"] == body["consent_url"]
+    assert len(consent_calls(control)) == 1
+
+
 def test_request_consent_same_requester_other_details_returns_409(onboarding: ModuleType) -> None:
     post(onboarding)
     status, body, _ = post(onboarding, first_name="Augusta")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +16,11 @@ from tests.integration.harness import (
     LambdaContext,
     Stack,
     load_function,
+    message,
     pending,
     read_event,
 )
+from warmgate.mailboxes import iso
 from warmgate.mailivery import UnexpectedResponse
 from warmgate.repository import MailboxRepository, ReconcilerCursor
 from warmgate.time_budget import reconciler_page_seconds
@@ -55,6 +58,7 @@ def test_reconciler_dropped_webhook_still_ends_warming(stack: Stack) -> None:
         "enqueued": 1,
         "unexpected_pending": 0,
         "resumes_requeued": 0,
+        "reconnects_requeued": 0,
         "pages_read": 1,
         "pass_completed": True,
         "interrupted": None,
@@ -62,6 +66,69 @@ def test_reconciler_dropped_webhook_still_ends_warming(stack: Stack) -> None:
     assert drain(stack) == 1
     assert stack.mailbox()["state"] == "warming"
     assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/start-warmup")) == 1
+
+
+def test_reconciler_requeues_a_reconnect_whose_webhook_was_lost_and_it_resumes_once(
+    stack: Stack,
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.control.break_connection(campaign_id)
+    stack.deliver(message("campaign.connection_problem", campaign_id))
+    status, body, _ = stack.request()  # the reconnect
+    assert status == 201, body
+    stack.control.consent(url=body["consent_url"])  # its campaign.updated webhook is lost
+
+    assert reconcile(stack)["reconnects_requeued"] == 0  # too soon: the webhook may come
+    age(stack, minutes=6)
+    report = reconcile(stack)
+    drain(stack)
+
+    assert (report["reconnects_requeued"], report["enqueued"]) == (1, 0)  # not pending
+    assert stack.mailbox()["state"] == "warming"
+    assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/resume-warmup")) == 1
+
+
+def test_reconciler_requeued_reconnect_without_consent_keeps_waiting(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.control.break_connection(campaign_id)
+    assert stack.request()[0] == 201  # the owner has not consented yet
+    age(stack, minutes=6)
+
+    assert reconcile(stack)["reconnects_requeued"] == 1
+    drain(stack)
+
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.vendor_calls("/resume-warmup") == []
+
+
+def test_reconciler_requeues_a_resume_request_whose_message_was_lost(stack: Stack) -> None:
+    campaign_id = stack.consent(stack.expect())
+    stack.deliver(pending(campaign_id))
+    stack.control.pause_campaign(campaign_id)
+    status, _, _ = stack.on_mailbox("onboarding-resume-mailbox.json")
+    assert status == 202
+    stack.sqs.purge_queue(QueueUrl=stack.queue_url)  # its message is lost
+    age(stack, minutes=6)
+
+    report = reconcile(stack)
+    drain(stack)
+
+    assert report["resumes_requeued"] == 1
+    assert stack.mailbox()["state"] == "warming"
+    assert len(stack.vendor_calls("/resume-warmup")) == 1
+
+
+def age(stack: Stack, *, minutes: int, email: str = ADA) -> None:
+    """The record's last move happened `minutes` ago."""
+    earlier = datetime.now(UTC) - timedelta(minutes=minutes)
+    stack.aws.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"mailbox#{email}"}},
+        UpdateExpression="SET updated_at = :earlier",
+        ExpressionAttributeValues={":earlier": {"S": iso(earlier)}},
+    )
 
 
 def test_reconciler_after_webhook_handled_queues_nothing(stack: Stack) -> None:

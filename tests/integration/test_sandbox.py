@@ -741,6 +741,43 @@ def test_rate_limit_is_per_api_key() -> None:
     assert b_status == 200
 
 
+def test_rate_limit_time_scaled_answers_retry_after_in_real_seconds() -> None:
+    # A 6 s "minute": the wait the window asks for is at most 6 real seconds, never 60.
+    with (
+        MailiverySandbox(rate_limit_per_minute=2, time_scale=10) as sb,
+        _api_client(sb.api_base_url) as client,
+    ):
+        statuses = [client.get("/account/limits").status_code for _ in range(2)]
+        refused = client.get("/account/limits")
+
+    assert statuses == [200, 200]
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 6
+
+
+def test_storm_answers_429_to_every_call_until_it_ends_then_nothing_is_owed(
+    api: httpx.Client, control: SandboxControl
+) -> None:
+    control.storm(1.5)
+
+    during = api.get("/account/limits")
+    time.sleep(1.6)
+    after = [api.get("/account/limits").status_code for _ in range(3)]
+
+    assert during.status_code == 429
+    assert during.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert int(during.headers["Retry-After"]) in (1, 2)  # what is left of it, rounded up
+    assert after == [200, 200, 200]  # refused calls took no slot of the window
+    assert [c["fault"] for c in control.calls()] == ["storm", None, None, None]
+
+
+def test_storm_needs_a_positive_length(control: SandboxControl) -> None:
+    with pytest.raises(SandboxControlError) as raised:
+        control.storm(0)
+
+    assert raised.value.status_code == 400
+
+
 def test_rate_limit_headers_off_returns_429_without_retry_after(
     api: httpx.Client, control: SandboxControl
 ) -> None:
@@ -820,6 +857,51 @@ def test_fault_timeout_hangs_then_applies_call(api: httpx.Client, control: Sandb
     # The vendor finished the work after the client gave up: the case retries must survive.
     eventually(lambda: campaign_status(api, campaign["id"]) == "active")
     eventually(lambda: any(c["fault"] == "timeout" for c in control.calls()))
+
+
+def test_fault_reset_drops_the_connection_then_applies_the_call(
+    api: httpx.Client, control: SandboxControl
+) -> None:
+    campaign = onboard(api, control)
+    control.set_faults(reset_rate=1.0, hang_ms=300, count=1)
+
+    with pytest.raises(httpx.RemoteProtocolError):  # no answer at all, at once
+        api.patch(f"/campaigns/{campaign['id']}/start-warmup", timeout=5)
+    right_after = campaign_status(api, campaign["id"])
+
+    assert right_after == "pending"  # the vendor is still on it
+    eventually(lambda: campaign_status(api, campaign["id"]) == "active")
+    eventually(lambda: any(c["fault"] == "reset" for c in control.calls()))
+
+
+def test_fault_rules_each_count_and_the_first_that_fires_wins(
+    api: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_fault_rules(
+        [
+            {"error_rate": 1.0, "error_statuses": [503], "count": 1, "paths": ["/limits$"]},
+            {"html_rate": 1.0, "count": 2},
+        ]
+    )
+
+    statuses = [api.get("/account/limits").status_code for _ in range(4)]
+    rules = control.faults()["rules"]
+
+    assert statuses == [503, 502, 502, 200]  # rule 1 once, then rule 2 twice, then none
+    assert [rule["remaining"] for rule in rules] == [0, 0]
+    assert [c["fault"] for c in control.calls()] == ["error", "html", "html", None]
+
+
+@pytest.mark.parametrize(
+    "body", [{"rules": []}, {"rules": [{}], "error_rate": 0.1}, {"rules": ["x"]}]
+)
+def test_fault_rules_must_be_a_nonempty_list_alone(
+    sandbox: MailiverySandbox, body: dict[str, Any]
+) -> None:
+    refused = httpx.post(f"{sandbox.url}/_sandbox/faults", json=body)
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "BAD_REQUEST"
 
 
 def test_fault_latency_delays_response(api: httpx.Client, control: SandboxControl) -> None:

@@ -20,6 +20,7 @@ from warmgate.decisions import (
 from warmgate.mailboxes import (
     ENDED_STATES,
     TRANSITIONS,
+    UNKNOWN_OUTCOME_SETTLE,
     ExpectedMailbox,
     IllegalTransition,
     MailboxEvent,
@@ -30,9 +31,11 @@ from warmgate.mailboxes import (
 )
 from warmgate.mailivery.models import Campaign
 from warmgate.settings import UnexpectedCampaignPolicy
+from warmgate.worker import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)
+SETTLED = NOW - UNKNOWN_OUTCOME_SETTLE  # an unknown outcome recorded long enough ago
 CID = "4711"
 LEAVE, DELETE = UnexpectedCampaignPolicy.LEAVE, UnexpectedCampaignPolicy.DELETE
 RECONNECT, RESUME = RequestKind.RECONNECT, RequestKind.RESUME
@@ -246,22 +249,31 @@ CASES: list[tuple[str, EventKind, Any, Any, Any, Any, tuple[Any, Any, Any, Any]]
         (Outcome.ACTIVE_RECORDED, Action.NONE, MailboxState.WARMING, None),
     ),
     (
-        "outcome unknown, re-read active -> warming, no second call",
+        "outcome unknown, settled, re-read active -> warming, no second call",
         ONB,
         campaign("active"),
-        mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(NOW)),
+        mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(SETTLED)),
         None,
         LEAVE,
         (Outcome.ALREADY_WARMING, Action.NONE, MailboxState.WARMING, None),
     ),
     (
-        "outcome unknown, re-read still pending -> start again",
+        "outcome unknown, settled, re-read still pending -> start again",
+        ONB,
+        campaign(),
+        mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(SETTLED)),
+        None,
+        LEAVE,
+        (Outcome.STARTED, Action.START, MailboxState.WARMING, None),
+    ),
+    (
+        "outcome unknown moments ago, re-read pending -> busy (the call may still land)",
         ONB,
         campaign(),
         mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(NOW)),
         None,
         LEAVE,
-        (Outcome.STARTED, Action.START, MailboxState.WARMING, None),
+        (Outcome.BUSY, Action.NONE, None, None),
     ),
     (
         "parked, pending again -> nothing without a new request",
@@ -822,3 +834,12 @@ def test_transition_refuses_a_move_outside_the_table() -> None:
         warming.transition(
             MailboxState.VERIFYING, event=MailboxEvent.CLAIMED, now=NOW, reason="no request"
         )
+
+
+def test_an_unknown_outcome_settles_before_the_workers_own_retry_rereads() -> None:
+    # Other deliveries wait UNKNOWN_OUTCOME_SETTLE; the deferred retry must not be one of them.
+    assert UNKNOWN_OUTCOME_SETTLE.total_seconds() < UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
+    retry_at = NOW + timedelta(seconds=UNKNOWN_OUTCOME_RETRY_BASE_SECONDS)
+    record = mailbox(MailboxState.VERIFYING, outcome_unknown=True, updated_at=iso(NOW))
+    assert record.claim_is_live(NOW + timedelta(seconds=1), LEASE)
+    assert not record.claim_is_live(retry_at, LEASE)

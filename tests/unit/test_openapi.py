@@ -232,3 +232,25 @@ def test_answer_check_matches_templated_paths() -> None:
     assert operation is not None
     assert operation.path == "/mailboxes/{email}/resume"
     assert find_operation("PUT", "/mailboxes") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body"),
+    [
+        ("POST", "/mailboxes", 500, {"code": "INTERNAL_ERROR", "message": "see the logs"}),
+        # The function died (timeout, out of memory): API Gateway answers for it.
+        ("POST", "/mailboxes", 500, {"message": "Internal Server Error"}),
+        ("DELETE", "/mailboxes/ada@contoso.com", 403, {"code": "FORBIDDEN", "message": "m"}),
+        ("DELETE", "/mailboxes/ada@contoso.com", 403, {"message": "Forbidden"}),
+    ],
+)
+def test_answer_check_accepts_warmgates_and_api_gateways_own_errors(
+    method: str, path: str, status: int, body: dict[str, str]
+) -> None:
+    assert _problems(method, path, status, body) == []
+
+
+def test_answer_check_refuses_an_api_gateway_message_with_a_code() -> None:
+    body = {"code": "SOMETHING_ELSE", "message": "Internal Server Error"}
+
+    assert _problems("POST", "/mailboxes", 500, body) != []

@@ -555,3 +555,22 @@ def test_acquire_random_traffic_never_exceeds_per_minute_in_any_window(
     assert max_in_any_window(times) <= per_minute
     # Refused only when the wait is longer than the caller had left (slept included).
     assert all(retry_after > left for retry_after, left in refusals)
+
+
+@pytest.mark.parametrize("time_scale", [1, 2, 5, 10])
+def test_time_scaled_budget_admits_at_most_240_in_any_scaled_minute(time_scale: float) -> None:
+    """The local stack's time scale (devstack.stack.scaled_requests_per_minute): the budget of
+    every function, greedy callers, never more than 240 in a window of 60 / time_scale s."""
+    from devstack.stack import scaled_requests_per_minute
+
+    fake, clock = FakeDynamoDB(), SimClock()
+    per_minute = scaled_requests_per_minute(time_scale)
+    budget = make_budget(fake, clock, per_minute=per_minute, burst=DEFAULT_BURST)
+    times = []
+    for _ in range(3 * per_minute):  # three real minutes of callers that never stop
+        budget.acquire(max_wait=1.0)
+        times.append(clock.now)
+
+    # At the limit, not over it (waits are rounded up to the millisecond: it may admit one less).
+    assert 235 <= max_in_any_window(times, 60 / time_scale) <= 240
+    assert scaled_requests_per_minute(1) == 240

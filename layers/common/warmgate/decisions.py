@@ -204,7 +204,7 @@ def _fulfil(
                 Outcome.AWAITING_RECONNECT,
                 "Mailivery still reports a connection problem: waiting for the owner's consent",
             )
-        case CampaignStatus.PENDING if not (owner.is_bound_request() and _ever_warmed(owner)):
+        case CampaignStatus.PENDING if not (owner.is_bound_request() and owner.ever_warmed()):
             return CampaignDecision(
                 Outcome.STARTED,
                 "requested mailbox, new campaign",
@@ -226,11 +226,6 @@ def _fulfil(
     return CampaignDecision(
         Outcome.UNKNOWN_STATUS, f"campaign status {campaign.raw_status!r} is not understood"
     )
-
-
-def _ever_warmed(mailbox: ExpectedMailbox) -> bool:
-    """Our record shows an active period: a pending campaign is then resumed, not started."""
-    return any(t.to_state is MailboxState.WARMING for t in mailbox.history)
 
 
 def _observe(

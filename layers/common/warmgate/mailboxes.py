@@ -12,6 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 HISTORY_LIMIT = 20  # transitions kept per record: enough to audit, bounded to stay far under 400 KB
+# A start/resume whose answer never came (timeout, 5xx, a dropped connection) may still be
+# running at Mailivery and land a few seconds later: a re-read made sooner can show the campaign
+# still pending. Deliveries within this time after the outcome was recorded wait (busy); the
+# worker's own retry comes later (warmgate.worker.UNKNOWN_OUTCOME_RETRY_BASE_SECONDS, tested).
+UNKNOWN_OUTCOME_SETTLE = timedelta(seconds=10)
 
 
 class MailboxState(StrEnum):
@@ -248,6 +253,20 @@ class ExpectedMailbox:
             MailboxState.CONNECTION_PROBLEM,
         ) or (self.state is MailboxState.START_FAILED and self.parked)
 
+    def reconnects_on_request(self) -> bool:
+        """A new request for this mailbox reconnects its campaign: it warmed before and holds
+        no request, or its last request was a reconnect that did not go through (Mailivery
+        failed to mint its link, the request died before storing it, it expired or was
+        withdrawn). The campaign is re-read first; one Mailivery no longer has is onboarded
+        afresh."""
+        return self.can_reconnect() or (
+            self.request_kind is RequestKind.RECONNECT and self.campaign_id is not None
+        )
+
+    def ever_warmed(self) -> bool:
+        """The record shows an active period (within its bounded history)."""
+        return any(t.to_state is MailboxState.WARMING for t in self.history)
+
     def has_open_request(self, now: datetime) -> bool:
         """A request from the integrator that no vendor action has consumed yet."""
         match self.state:
@@ -264,12 +283,14 @@ class ExpectedMailbox:
         return self.request_kind in (RequestKind.RECONNECT, RequestKind.RESUME)
 
     def claim_is_live(self, now: datetime, lease: timedelta) -> bool:
-        """A worker is (or, within the lease, may still be) inside this record's vendor call."""
-        return (
-            self.state is MailboxState.VERIFYING
-            and not self.outcome_unknown
-            and parse_iso(self.updated_at) + lease > now
-        )
+        """A worker is (or, within the lease, may still be) inside this record's vendor call;
+        or that call's answer never came and Mailivery may still be applying it (for
+        UNKNOWN_OUTCOME_SETTLE after the outcome was recorded). Either way no other delivery
+        may act on the request yet: a re-read could not yet tell whether the call ran."""
+        if self.state is not MailboxState.VERIFYING:
+            return False
+        held = UNKNOWN_OUTCOME_SETTLE if self.outcome_unknown else lease
+        return parse_iso(self.updated_at) + held > now
 
     def transition(
         self,

@@ -194,6 +194,12 @@ class OnboardingService:
         except BudgetExhausted as exc:  # no request was sent: our shared budget is used up
             self._record_failure(claimed, "BUDGET_EXHAUSTED", str(exc), None)
             raise
+        except Exception as exc:
+            # Ours, not Mailivery's (the API key secret or the budget table unavailable, a bug):
+            # no link reached anyone, so a retry may ask at once. Only a process that died
+            # mid-call leaves the record in flight (IN_FLIGHT_ABANDONED_AFTER).
+            self._record_failure(claimed, type(exc).__name__, "warmgate failed: see its logs", None)
+            raise
         return self._keep_link(claimed, link.url)
 
     def _keep_link(self, claimed: ExpectedMailbox, url: str) -> ConsentOutcome:
@@ -210,6 +216,13 @@ class OnboardingService:
             try:
                 stored = self._repository.save(with_link, read_version=claimed.version)
             except StaleRecord:
+                current = self._repository.get(claimed.email)
+                if (
+                    current is not None
+                    and current.consent_url == url  # an earlier try was saved, its answer lost
+                    and current.has_live_link(self._clock())
+                ):
+                    return ConsentOutcome(current, created=True)
                 # Withdrawn (DELETE) while Mailivery was minting the link: the withdrawal wins,
                 # and a consent through this link will find no live expectation.
                 raise OnboardingConflict(
@@ -340,7 +353,7 @@ class OnboardingService:
                 if replay is not None:
                     return replay
             bound_to = None
-            if existing is not None and existing.can_reconnect():
+            if existing is not None and existing.reconnects_on_request():
                 bound_to = self._reconnect_target(existing)
             claim = self._new_expectation(existing, request, principal, fingerprint, now, bound_to)
             try:
@@ -360,7 +373,7 @@ class OnboardingService:
         now: datetime,
     ) -> ConsentOutcome | None:
         live = existing.has_live_link(now) or existing.is_in_flight(now, IN_FLIGHT_ABANDONED_AFTER)
-        if (live or existing.can_reconnect()) and not self._is_owner(existing, principal):
+        if (live or existing.reconnects_on_request()) and not self._is_owner(existing, principal):
             raise OnboardingConflict(
                 "REQUESTED_BY_ANOTHER",
                 "another IAM principal made this mailbox's request"
@@ -447,7 +460,7 @@ class OnboardingService:
 
     def _claim_held(self, record: ExpectedMailbox, now: datetime) -> OnboardingConflict:
         """A worker holds this mailbox's claim (a call under way, or its outcome unknown)."""
-        if record.claim_is_live(now, self._lease):
+        if record.claim_is_live(now, self._lease) and not record.outcome_unknown:
             left = parse_iso(record.updated_at) + self._lease - now
             retry_after = max(1, int(left.total_seconds()) + 1)
         else:

@@ -6,8 +6,11 @@ warming up" are almost always a missed start call. So, on a schedule, one sweep 
 2. pending ms-graph campaigns whose email has a live expectation not yet handled are queued
    for the worker with the webhook's own message shape: the worker stays the one place that
    decides, with the same re-read, claims and idempotency;
-3. resume requests still waiting after RESUME_REQUEUE_AFTER (their message was lost, or the
-   API could not send it) are queued again.
+3. requests bound to a campaign still waiting after RESUME_REQUEUE_AFTER are queued again:
+   a resume request (its message was lost, or the API could not send it) and a reconnect
+   (Mailivery's webhook about the reconnected campaign was lost; the campaign is paused or
+   disconnected, not pending, so sweep 2 cannot find it). The worker re-reads the campaign:
+   one still disconnected keeps waiting.
 
 Sweep 2 reads Mailivery's campaign list page by page and keeps its place in a cursor item
 (`reconciler#cursor`, conditional writes), saved after each page. When Mailivery or the shared
@@ -31,7 +34,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
-from warmgate.mailboxes import ExpectedMailbox, MailboxEvent, MailboxState, iso, parse_iso, utc_now
+from warmgate.mailboxes import (
+    ExpectedMailbox,
+    MailboxEvent,
+    MailboxState,
+    iso,
+    parse_iso,
+    utc_now,
+)
 from warmgate.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
 from warmgate.observability import logger
 from warmgate.rate_budget import BudgetExhausted
@@ -55,6 +65,7 @@ class ReconcileReport:
     unexpected_pending: int = 0
     pages_read: int = 0
     resumes_requeued: int = 0
+    reconnects_requeued: int = 0
     pass_completed: bool = False  # this run read the last page: the next starts at page 1
     interrupted: str | None = None  # why this run stopped early, its cursor saved
 
@@ -121,8 +132,10 @@ class Reconciler:
                 except StaleRecord:
                     pass  # changed meanwhile (a webhook was handled): the next run sees it
                 continue
-            if mailbox.state is MailboxState.VERIFYING or not mailbox.is_bound_request():
-                awaiting[mailbox.email] = mailbox
+            if mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_bound_request():
+                self._requeue_reconnect(mailbox, now, report)
+                continue
+            awaiting[mailbox.email] = mailbox
         return awaiting
 
     def _requeue_resume_request(
@@ -137,6 +150,27 @@ class Reconciler:
             )
         )
         report.resumes_requeued += 1
+
+    def _requeue_reconnect(
+        self, mailbox: ExpectedMailbox, now: datetime, report: ReconcileReport
+    ) -> None:
+        """A reconnect whose webhook went missing: after the owner's consent Mailivery reports
+        the campaign once, and it is paused or disconnected, never pending, so sweep 2 cannot
+        find it. The worker re-reads: one still disconnected keeps waiting, a paused one is
+        resumed. A mailbox that never warmed is left to the owner's consent: its campaign is
+        pending, and starting it before the reconnect took could spend the request's attempts."""
+        if not mailbox.ever_warmed() or parse_iso(mailbox.updated_at) + RESUME_REQUEUE_AFTER > now:
+            return
+        self._queue.send(
+            QueuedWebhook.for_campaign(
+                RECONCILED_EVENT_TYPE,
+                mailbox.campaign_id,
+                mailbox.email,
+                now=now,
+                details={"reconciled": True, "request": "reconnect"},
+            )
+        )
+        report.reconnects_requeued += 1
 
     # --- sweep 2: pending campaigns no webhook announced -----------------------------------
 

@@ -43,6 +43,7 @@ from warmgate.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,
+    ConnectionLost,
     MailiveryClient,
     MailiveryError,
     NotFound,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 START_RETRY_BASE_SECONDS = 60  # refused or conflicting: 60, 120, 240, 480 s …
 UNKNOWN_OUTCOME_RETRY_BASE_SECONDS = 15  # settled by a cheap re-read: 15, 30, 60 s …
 # A start/resume that failed this way may still have run at Mailivery.
-AMBIGUOUS_ERRORS = (ServerError, Timeout, UnexpectedResponse)
+AMBIGUOUS_ERRORS = (ServerError, Timeout, ConnectionLost, UnexpectedResponse)
 MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
 RACE_RETRY_SECONDS = 2  # a concurrent write won: decide again soon on the new record
 

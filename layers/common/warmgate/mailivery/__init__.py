@@ -17,6 +17,7 @@ from warmgate.mailivery.contract import VendorContract
 from warmgate.mailivery.errors import (
     TRANSIENT_ERRORS,
     Conflict,
+    ConnectionLost,
     FeatureDisabled,
     MailiveryError,
     NotFound,
@@ -38,6 +39,7 @@ __all__ = [
     "Campaign",
     "CampaignStatus",
     "Conflict",
+    "ConnectionLost",
     "ConsentLink",
     "ConsentRequest",
     "FeatureDisabled",

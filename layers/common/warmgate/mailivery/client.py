@@ -32,6 +32,7 @@ from warmgate.mailivery.contract import BodyEncoding, TagsPlacement, VendorContr
 from warmgate.mailivery.errors import (
     TRANSIENT_ERRORS,
     Conflict,
+    ConnectionLost,
     FeatureDisabled,
     MailiveryError,
     NotFound,
@@ -62,6 +63,14 @@ HTTP = httpx.Client(
 )
 
 FEATURE_DISABLED_CODE = "MS_GRAPH_FEATURE_DISABLED"
+# Transport failures that happen before a request can reach Mailivery; any other one (a read
+# or write error, a connection closed without an answer) may follow a request it received.
+NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
 MAX_ERROR_MESSAGE = 300  # vendor messages go into our logs and records: keep them bounded
 
 
@@ -368,10 +377,16 @@ class MailiveryClient:
                 f"{method} {path_template} timed out ({type(exc).__name__})",
                 request_id=request_id,
             ) from None
-        except httpx.TransportError as exc:
+        except NOT_SENT as exc:
             logger.warning("mailivery unreachable", extra=log)
             raise Unreachable(
                 f"{method} {path_template} could not connect ({type(exc).__name__})",
+                request_id=request_id,
+            ) from None
+        except httpx.TransportError as exc:  # read/write/protocol: the request may have arrived
+            logger.warning("mailivery connection lost", extra=log)
+            raise ConnectionLost(
+                f"{method} {path_template} lost its connection ({type(exc).__name__})",
                 request_id=request_id,
             ) from None
         logger.info(

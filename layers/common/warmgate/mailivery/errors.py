@@ -89,6 +89,11 @@ class Unreachable(MailiveryError):
     """The connection could not be made (refused, DNS, TLS): the call did not reach Mailivery."""
 
 
+class ConnectionLost(MailiveryError):
+    """The connection broke once the request was on its way (reset, closed without an answer):
+    like a Timeout, the call may or may not have run."""
+
+
 class UnexpectedResponse(MailiveryError):
     """An answer we cannot interpret: HTML, empty body, unknown JSON, an invalid consent URL."""
 
@@ -99,4 +104,5 @@ TRANSIENT_ERRORS: tuple[type[MailiveryError], ...] = (
     ServerError,
     Timeout,
     Unreachable,
+    ConnectionLost,
 )
