@@ -122,6 +122,7 @@ class Invocation:
     id: int
     function: str
     records: Mapping[str, str]  # its SQS batch: message id → body (empty for other events)
+    body: str | None = None  # an HTTP event's body (what a webhook said)
     matched: Counter[str] = field(default_factory=Counter)  # calls per rule name
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
@@ -205,8 +206,11 @@ class AwsFaults:
             for r in batch or ()
             if isinstance(r, dict) and "messageId" in r
         }
+        body = event.get("body") if isinstance(event, dict) else None
         with self._lock:
-            current = Invocation(next(self._ids), function, records)
+            current = Invocation(
+                next(self._ids), function, records, body if isinstance(body, str) else None
+            )
             if self.recording:
                 self.invocations.append(current)
         return current
