@@ -176,8 +176,16 @@ def vendor_fault_rules(plan: SoakPlan) -> list[dict[str, Any]]:
 
 
 def _item(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The mailbox item a PutItem writes, or the one a transaction puts (the worker's claim,
+    written with the request budget's token)."""
     item = params.get("Item")
-    return item if isinstance(item, dict) else {}
+    if isinstance(item, dict):
+        return item
+    for entry in params.get("TransactItems") or ():
+        put = entry.get("Put") or {}
+        if str(put.get("Item", {}).get("pk", {}).get("S", "")).startswith("mailbox#"):
+            return dict(put["Item"])
+    return {}
 
 
 def _mailbox_state(params: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -216,8 +224,11 @@ class Poison:
         self.active.set()
 
     def hits(self, params: Mapping[str, Any]) -> bool:
-        key = params.get("Key")
-        return self.active.is_set() and key == {"pk": {"S": f"mailbox#{self.email}"}}
+        """A read of this mailbox's record (the worker reads it with its campaign's ledger
+        entry in one BatchGetItem)."""
+        wanted = {"pk": {"S": f"mailbox#{self.email}"}}
+        keys = [k for table in (params.get("RequestItems") or {}).values() for k in table["Keys"]]
+        return self.active.is_set() and (params.get("Key") == wanted or wanted in keys)
 
 
 def aws_fault_rules(poison: Poison | None = None, *, repeat_crashes: bool = True) -> list[AwsFault]:
@@ -226,7 +237,7 @@ def aws_fault_rules(poison: Poison | None = None, *, repeat_crashes: bool = True
     return [
         AwsFault(
             "a mailbox the worker cannot read (until its message is in WorkDLQ)",
-            "dynamodb.GetItem",
+            "dynamodb.BatchGetItem",
             error="ProvisionedThroughputExceededException",
             functions=(WORKER,),
             when=poison.hits if poison else lambda params: False,
@@ -244,7 +255,7 @@ def aws_fault_rules(poison: Poison | None = None, *, repeat_crashes: bool = True
         ),
         AwsFault(
             "crash mid-batch",
-            "dynamodb.PutItem",
+            "dynamodb.TransactWriteItems",
             crash=True,
             functions=(WORKER,),
             when=fresh_claim,
