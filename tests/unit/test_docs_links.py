@@ -114,3 +114,19 @@ def test_links_are_read_outside_code_only(markdown: str, expected: list[str]) ->
 )
 def test_slug_is_githubs_anchor(heading: str, anchor: str) -> None:
     assert slug(heading) == anchor
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    """README "What warmgate guarantees" names the test proving each promise: a renamed or
+    deleted test must not leave a promise without its proof."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## What warmgate guarantees\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_\w+)`", section))
+    defined = {
+        name
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)", path.read_text(), re.MULTILINE)
+    }
+
+    assert len(named) >= 10  # each promise names its proofs
+    assert named - defined == set()
