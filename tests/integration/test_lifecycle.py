@@ -306,9 +306,18 @@ def test_ambiguous_start_not_applied_is_started_by_the_retry(stack: Stack) -> No
 
 
 def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land(
-    stack: Stack,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = stack.consent(stack.expect())
+    delays: list[int] = []
+    send = stack.worker.work_queue.send
+    monkeypatch.setattr(
+        stack.worker.work_queue,
+        "send",
+        lambda m, delay_seconds=0: (
+            delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
+        ),
+    )
     # The start answers too late (the client gives up after 1 s) and runs at Mailivery after it.
     stack.control.set_faults(timeout_rate=1.0, hang_ms=1500, paths=[r".*/start-warmup$"], count=1)
     lands = time.monotonic() + 1.5
@@ -317,6 +326,8 @@ def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land
 
     # A duplicate webhook (or the reconciler) right away: the campaign still reads pending.
     assert stack.deliver(pending_message(campaign_id)) == []  # deferred: busy, no call
+    assert delays[0] == 15  # the first delivery's own retry (outcome unknown)
+    assert 1 <= delays[1] <= UNKNOWN_OUTCOME_SETTLE.total_seconds()  # busy: until it settles
 
     time.sleep(max(0.0, lands - time.monotonic()) + 0.2)  # the first start lands
     wait_for_call(stack, "start-warmup")

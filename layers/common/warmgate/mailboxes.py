@@ -287,10 +287,15 @@ class ExpectedMailbox:
         or that call's answer never came and Mailivery may still be applying it (for
         UNKNOWN_OUTCOME_SETTLE after the outcome was recorded). Either way no other delivery
         may act on the request yet: a re-read could not yet tell whether the call ran."""
+        until = self.claim_held_until(lease)
+        return until is not None and until > now
+
+    def claim_held_until(self, lease: timedelta) -> datetime | None:
+        """When the claim stops holding other deliveries back (None: no claim)."""
         if self.state is not MailboxState.VERIFYING:
-            return False
+            return None
         held = UNKNOWN_OUTCOME_SETTLE if self.outcome_unknown else lease
-        return parse_iso(self.updated_at) + held > now
+        return parse_iso(self.updated_at) + held
 
     def transition(
         self,

@@ -207,7 +207,7 @@ class CampaignWorker:
             },
         )
         if decision.outcome is Outcome.BUSY:
-            raise RetryLater(self._lease.total_seconds(), "busy", decision.reason)
+            raise RetryLater(self._busy_for(situation), "busy", decision.reason)
         if decision.action in (Action.START, Action.RESUME) and mailbox is not None:
             return self._warm_up(decision, situation, mailbox, message.attempt)
         if decision.action is Action.DELETE:
@@ -216,6 +216,15 @@ class CampaignWorker:
             decision, campaign_id, situation.email, mailbox, situation.ledger, situation.now
         )
         return decision.outcome
+
+    def _busy_for(self, situation: _Situation) -> float:
+        """Seconds until the claim that holds this delivery back ends: what is left of an
+        unknown outcome's settling time (seconds) or of a live claim's lease, else the lease."""
+        mailbox = situation.mailbox
+        until = mailbox.claim_held_until(self._lease) if mailbox is not None else None
+        if until is None or until <= situation.now:  # a ledger entry's claim (deleting)
+            return self._lease.total_seconds()
+        return max(1.0, (until - situation.now).total_seconds())
 
     def _reread(self, message: QueuedWebhook) -> tuple[str | None, Campaign | None]:
         """The campaign as Mailivery has it now (None if gone): the webhook is only a hint."""
