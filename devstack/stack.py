@@ -148,6 +148,9 @@ class StackOptions:
     # Local-only speed-up: WorkQueue's 210 s makes a failing message reach the DLQ after ~17 min;
     # tests use 1-2 s so the redrive happens within seconds. Applied to every queue.
     visibility_timeout_seconds: int | None = None
+    # Local-only speed-up: every SQS trigger's MaximumBatchingWindowInSeconds (None: the
+    # template's). Tests use 0: the one-invocation-at-a-time stack then waits on no window.
+    batching_window_seconds: int | None = None
     schedule_seconds: float = 60.0
     webhook_token: str = LOCAL_WEBHOOK_TOKEN
     # Where handlers' stdout (Powertools JSON logs, EMF) goes; None = this process's stdout.
@@ -316,6 +319,7 @@ class LocalStack:
                             props,
                             self._stopping,
                             idle_seconds=self.options.poll_idle_seconds,
+                            batching_window=self.options.batching_window_seconds,
                         )
                     )
                 elif kind == "DynamoDB":

@@ -63,16 +63,22 @@ class SqsEventSource(EventSource):
         stopping: threading.Event,
         *,
         idle_seconds: float = 0.1,
+        batching_window: int | None = None,
     ) -> None:
+        """`batching_window`: instead of the event's MaximumBatchingWindowInSeconds."""
         where = f"{function.logical_id}.Events.{event_id}.Properties"
         if "FilterCriteria" in properties:
             raise TemplateError(f"{where}.FilterCriteria: not emulated locally")
         super().__init__(function, stopping, "sqs")
         self.queue = queue
         self.batch_size = literal_int(properties.get("BatchSize", 10), f"{where}.BatchSize")
-        self.batching_window = literal_int(
-            properties.get("MaximumBatchingWindowInSeconds", 0),
-            f"{where}.MaximumBatchingWindowInSeconds",
+        self.batching_window = (
+            literal_int(
+                properties.get("MaximumBatchingWindowInSeconds", 0),
+                f"{where}.MaximumBatchingWindowInSeconds",
+            )
+            if batching_window is None
+            else batching_window
         )
         # Lambda only honours batchItemFailures when the mapping opts in; otherwise a normal
         # return deletes the whole batch.

@@ -32,6 +32,9 @@ def local_stack() -> Iterator[LocalStack]:
         # scenarios (e.g. start a campaign a test holds back to pause it). Tests fire it.
         schedule_seconds=3600,
         poll_idle_seconds=0.05,
+        # The template's batching window (1 s) would make every hop through WorkQueue wait and
+        # batches longer in a stack that runs one invocation at a time; bench/e2e measures it.
+        batching_window_seconds=0,
     )
     with LocalStack(options) as stack:
         yield stack

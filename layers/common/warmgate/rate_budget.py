@@ -144,10 +144,11 @@ class RateBudget:
         return self._burst + math.floor(seconds * MICROS) // self._interval
 
     def acquire(self, max_wait: float = DEFAULT_MAX_WAIT) -> None:
-        """Take one token; sleep (≤ max_wait total) if one is due soon, else raise BudgetExhausted.
+        """Take one token: booked at most max_wait ahead, then slept for until its time; else
+        BudgetExhausted, with how long until a token would be free.
 
-        The wait is bounded by time actually slept, not by the clock, so it always terminates
-        and a clock step (NTP) cannot stretch it.
+        The wait is bounded by the booking, not by the clock, so it always terminates and a
+        clock step (NTP) cannot stretch it.
         """
         self._take(max_wait, None)
 
