@@ -16,14 +16,15 @@ Phases, one stack:
   one at a time  each mailbox consents only once the previous one started: a lone webhook
                  waits out the whole batching window (the issue's goal: p95 ≤ 2 s);
   under load     consents offered at a steady 10/s, as owners click at their own pace, with
-                 the template's window and then with other windows, for the choice of window:
-                 latency against worker invocations per message;
+                 the template's window and (not with --quick) with other windows, for the
+                 choice of window: latency against worker invocations per message;
   worst case     10 % of Mailivery calls answered 5xx and every start refused 3 times before
                  it is accepted (the sandbox refuses them); the worker's re-enqueue delays are
                  cut to 0 (a botocore hook on SendMessage) and the window to 0, so the retries
                  that take minutes in AWS, one invocation each, take seconds here.
-The requests of the first two phases (the happy path) and of the worst case are counted
-(AWS calls by botocore event hooks, invocations, their wall time, log bytes) for bench.cost.
+The requests of the first phase (the happy path, at a pace where no webhooks share a batch)
+and of the worst case are counted (AWS calls by botocore event hooks, invocations, their wall
+time, log bytes) for bench.cost.
 
 The vendor budget and the sandbox's limit are raised to 6,000/min (the most Settings accepts):
 at 240/min this would only repeat the throughput benchmark. A first onboarding warms every

@@ -64,6 +64,7 @@ class MotoEndpoint:
         self._port = free_port("moto", port)
         self._server = _MotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._werkzeug_level: int | None = None
+        self._patches = contextlib.ExitStack()
 
     @property
     def url(self) -> str:
@@ -75,6 +76,9 @@ class MotoEndpoint:
         werkzeug_log = logging.getLogger("werkzeug")
         self._werkzeug_level = werkzeug_log.level
         werkzeug_log.setLevel(logging.WARNING)
+        # DynamoDB's write atomicity, and transactions that do not copy every table they touch
+        # (the table grows with every scenario run against the stack).
+        self._patches.enter_context(atomic_dynamodb_writes())
         self._server.start()
         if self._server.error is not None:
             raise StackError(port_message("moto", self._port)) from self._server.error
@@ -88,6 +92,7 @@ class MotoEndpoint:
                 self._server.stop()
         if self._werkzeug_level is not None:
             logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
+        self._patches.close()
 
 
 # DynamoDBBackend methods that check a condition and then write.
