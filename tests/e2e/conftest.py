@@ -45,7 +45,10 @@ def api(local_stack: LocalStack) -> Iterator[httpx.Client]:
     """The integrator's view: every answer from a route in openapi.yaml must conform to it."""
     with httpx.Client(
         base_url=local_stack.api_url,
-        timeout=10.0,
+        # The local stack runs one invocation at a time: a request can wait behind a worker
+        # invocation stuck on the reliability suite's slow vendor (10 s per slow call, the
+        # client's read timeout), which Lambda would run alongside it.
+        timeout=60.0,
         event_hooks={"response": [assert_conforms]},
     ) as client:
         yield client
