@@ -2,7 +2,7 @@
 the read and write units each call consumes by DynamoDB's published sizing rules.
 
 The hooks go on a botocore session (the functions make their clients from
-`warmgate.aws.session()`); a client copies its session's hooks when it is created, so only
+`warmgate.adapters.aws.session()`); a client copies its session's hooks when it is created, so only
 clients made while an `AwsCalls` is open are counted: open it before loading the handlers.
 
 Capacity is computed here, not read from the service: moto answers ReturnConsumedCapacity with

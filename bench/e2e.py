@@ -56,7 +56,7 @@ from bench.cost import (
 )
 from bench.report import Goal, Row, Table, median, percentile, ratio
 from bench.throughput import epoch_seconds
-from warmgate import aws
+from warmgate.adapters import aws
 
 RAISED_LIMIT: Final = 6000  # Settings' maximum for MAILIVERY_REQUESTS_PER_MINUTE
 BUDGETED_FUNCTIONS: Final = ("OnboardingFunction", "WorkerFunction")

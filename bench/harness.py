@@ -21,11 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from warmgate import aws
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
-from warmgate.rate_budget import RateBudget
-from warmgate.work_queue import QueuedWebhook
-from warmgate.worker import worker_from_settings
+from warmgate.adapters import aws
+from warmgate.adapters.budget import RateBudget
+from warmgate.adapters.sqs import QueuedWebhook
+from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.wiring import worker_from_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 EVENTS: Final = ROOT / "events"

@@ -55,9 +55,9 @@ from devstack.local_aws import atomic_dynamodb_writes
 from devstack.sandbox_control import SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
-from warmgate import aws
-from warmgate.rate_budget import DEFAULT_BURST, SEND_MARGIN, BudgetExhausted, RateBudget
-from warmgate.repository import MailboxRepository
+from warmgate.adapters import aws
+from warmgate.adapters.budget import DEFAULT_BURST, SEND_MARGIN, BudgetExhausted, RateBudget
+from warmgate.adapters.dynamodb import MailboxRepository
 
 TIME_SCALE: Final = 5.0
 QUICK_TIME_SCALE: Final = 10.0  # --quick: half the wall time; the workers still wait for tokens

@@ -53,10 +53,10 @@ from bench.report import Goal, Row, Table, median, ratio
 from bench.servers import BackgroundServer, running
 from devstack.sandbox_control import SandboxControl
 from devstack.template import create_queues, create_table
-from warmgate import aws
-from warmgate.rate_budget import RateBudget
-from warmgate.repository import MailboxRepository
-from warmgate.secrets import reset_secrets
+from warmgate.adapters import aws
+from warmgate.adapters.budget import RateBudget
+from warmgate.adapters.dynamodb import MailboxRepository
+from warmgate.adapters.secrets import reset_secrets
 
 WEBHOOK_GOAL_MS: Final = 1.0
 WORKER_GOAL_MS: Final = 2.5
@@ -156,7 +156,7 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
 
         # Baselines against the same stub: the one SendMessage the handler makes, bare, from
         # a client configured like the handler's; and JSON-decoding and re-encoding the body.
-        from warmgate.webhook_intake import SQS_CLIENT_CONFIG
+        from warmgate.api.webhook_intake import SQS_CLIENT_CONFIG
 
         sqs = boto3.client("sqs", config=aws.CLIENT_CONFIG.merge(SQS_CLIENT_CONFIG))
         queue_url = f"{stub.url}/123456789012/warmgate-WorkQueue"

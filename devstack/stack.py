@@ -87,9 +87,9 @@ from devstack.sandbox_control import SandboxControl
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
-from warmgate.aws import reset_session
-from warmgate.rate_budget import DEFAULT_BURST
-from warmgate.secrets import reset_secrets
+from warmgate.adapters.aws import reset_session
+from warmgate.adapters.budget import DEFAULT_BURST
+from warmgate.adapters.secrets import reset_secrets
 
 __all__ = [
     "ACCOUNT_ID",

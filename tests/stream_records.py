@@ -8,9 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, RequestKind, Transition, iso
-from warmgate.repository import ledger_to_item, mailbox_to_item
+from warmgate.adapters.dynamodb import ledger_to_item, mailbox_to_item
+from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
+from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, RequestKind, Transition, iso
 
 STREAM_ARN = (
     "arn:aws:dynamodb:eu-west-1:123456789012:table/warmgate-mailboxes-test/stream/"

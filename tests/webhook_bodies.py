@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from warmgate.campaign_ids import MAX_CAMPAIGN_ID_LENGTH
-from warmgate.webhook_intake import MAX_WEBHOOK_BODY_BYTES
-from warmgate.webhooks import MAX_EVENT_TYPE_LENGTH
+from warmgate.api.webhook_intake import MAX_WEBHOOK_BODY_BYTES
+from warmgate.domain.campaign_ids import MAX_CAMPAIGN_ID_LENGTH
+from warmgate.domain.webhooks import MAX_EVENT_TYPE_LENGTH
 
 # account.email values a webhook with a usable campaign id must be accepted with (issue 13 §1):
 # each is dropped from the hint and flagged, never a reason to refuse.

@@ -1,5 +1,5 @@
 """EventsFunction: MailboxTable's stream → one EventBridge event per mailbox state change and
-per unexpected campaign (warmgate.mailbox_events).
+per unexpected campaign (warmgate.services.mailbox_events).
 
 A partial failure names the first record not published: Lambda retries the stream from there
 (ReportBatchItemFailures). An unreadable record first in the batch fails the invocation, so
@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate.mailbox_events import MailboxEventPublisher
 from warmgate.observability import logger, metrics
+from warmgate.services.mailbox_events import MailboxEventPublisher
 from warmgate.settings import load_settings
 
 settings = load_settings(require=["EVENT_BUS_NAME"])

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,8 +12,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate import aws
-from warmgate.http import (
+from warmgate.adapters import aws
+from warmgate.api.http import (
     MAX_API_BODY_BYTES,
     ApiError,
     api_error_for,
@@ -21,33 +21,21 @@ from warmgate.http import (
     decode_body,
     parse_json_object,
 )
-from warmgate.mailboxes import (
+from warmgate.domain.mailboxes import (
     STATE_DESCRIPTIONS,
     ExpectedMailbox,
     MailboxState,
     next_states,
     utc_now,
 )
-from warmgate.mailivery import client_from_settings
 from warmgate.observability import logger, metrics
-from warmgate.onboarding import MailboxListQuery, MailboxRequest, OnboardingService
-from warmgate.rate_budget import RateBudget
-from warmgate.repository import MailboxRepository
+from warmgate.services.onboarding import MailboxListQuery, MailboxRequest
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
-from warmgate.work_queue import WorkQueue
+from warmgate.wiring import onboarding_from_settings
 
 settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
 dynamodb = aws.client("dynamodb")
-table = settings.mailbox_table_name or ""
-budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
-service = OnboardingService(
-    MailboxRepository(dynamodb, table),
-    client_from_settings(settings, throttle=budget.acquire),
-    WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
-    expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
-    claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-    admin_principals=frozenset(settings.admin_principals),
-)
+service = onboarding_from_settings(settings, dynamodb)
 app = APIGatewayHttpResolver()
 
 

@@ -7,32 +7,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate import aws
-from warmgate.mailivery import client_from_settings
+from warmgate.adapters import aws
+from warmgate.api.batch import seconds_left
 from warmgate.observability import logger, metrics
-from warmgate.rate_budget import RateBudget
-from warmgate.reconciler import Reconciler
-from warmgate.repository import MailboxRepository
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
-from warmgate.time_budget import reconciler_page_seconds, seconds_left
-from warmgate.work_queue import WorkQueue
+from warmgate.wiring import reconciler_from_settings
 
-settings = load_settings(
-    require=[
-        "MAILBOX_TABLE_NAME",
-        "WORK_QUEUE_URL",
-        MAILIVERY_API_KEY,
-    ]
-)
+settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
 dynamodb = aws.client("dynamodb")
-table = settings.mailbox_table_name or ""
-budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
-reconciler = Reconciler(
-    MailboxRepository(dynamodb, table),
-    client_from_settings(settings, throttle=budget.acquire),
-    WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
-    page_seconds=reconciler_page_seconds(settings),
-)
+reconciler = reconciler_from_settings(settings, dynamodb)
 
 METRICS = {
     "expired": "ExpectationsExpired",

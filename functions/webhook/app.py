@@ -13,10 +13,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate import aws
-from warmgate.observability import logger, metrics
-from warmgate.settings import load_settings
-from warmgate.webhook_intake import (
+from warmgate.adapters import aws
+from warmgate.api.webhook_intake import (
     ACCEPTED,
     NOT_FOUND,
     SQS_CLIENT_CONFIG,
@@ -25,6 +23,8 @@ from warmgate.webhook_intake import (
     WebhookTokenSource,
     answer_for,
 )
+from warmgate.observability import logger, metrics
+from warmgate.settings import load_settings
 
 settings = load_settings(require=["WORK_QUEUE_URL", "WEBHOOK_TOKEN_SECRET"])
 sqs = aws.client("sqs", config=SQS_CLIENT_CONFIG)

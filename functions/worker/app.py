@@ -10,17 +10,13 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate import aws
+from warmgate.adapters import aws
+from warmgate.adapters.sqs import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
+from warmgate.api.batch import OutOfTime, TimeBoxedBatchProcessor, ensure_time_for
 from warmgate.observability import logger, metrics
+from warmgate.services.worker import RetryLater
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
-from warmgate.time_budget import (
-    OutOfTime,
-    TimeBoxedBatchProcessor,
-    ensure_time_for,
-    worker_record_seconds,
-)
-from warmgate.work_queue import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
-from warmgate.worker import RetryLater, worker_from_settings
+from warmgate.wiring import worker_from_settings, worker_record_seconds
 
 # WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
 # to WorkDLQ, so it is counted as such.

@@ -67,7 +67,7 @@ VENDOR_LIMIT: Final = 240  # requests per (time-scaled) minute, contract §1
 STORM_SECONDS: Final = 30  # on the vendor's time-scaled clock
 SLOW_ANSWER_MS: Final = 12_000  # the client's read timeout is 10 s
 # A reset connection's call lands this much later at the vendor (a proxy dropped the client,
-# the vendor went on); within warmgate.mailboxes.UNKNOWN_OUTCOME_SETTLE.
+# the vendor went on); within warmgate.domain.mailboxes.UNKNOWN_OUTCOME_SETTLE.
 RESET_LANDS_MS: Final = 2_000
 SECRET_MAX_AGE_SECONDS: Final = 5  # the functions' secret cache, short so rotation is quick
 WATCH_INTERVAL_S: Final = 2.0

@@ -25,8 +25,8 @@ from tests.integration.harness import (
     read_event,
     set_environment,
 )
-from warmgate.aws import reset_session
-from warmgate.secrets import reset_secrets
+from warmgate.adapters.aws import reset_session
+from warmgate.adapters.secrets import reset_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -16,9 +16,9 @@ from urllib.parse import quote
 import pytest
 
 from devstack.sandbox_control import SandboxControl
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
-from warmgate.repository import MailboxRepository
-from warmgate.work_queue import QueuedWebhook
+from warmgate.adapters.dynamodb import MailboxRepository
+from warmgate.adapters.sqs import QueuedWebhook
+from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -23,8 +23,8 @@ from tests.integration.harness import (
     read_event,
 )
 from tests.integration.harness import pending as pending_message
-from warmgate.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso
-from warmgate.work_queue import QueuedWebhook
+from warmgate.adapters.sqs import QueuedWebhook
+from warmgate.domain.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso
 
 RESUME = "onboarding-resume-mailbox.json"
 OTHER_PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/another-backend/session-1"

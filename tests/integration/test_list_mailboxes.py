@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import LambdaContext, Stack, load_function, read_event
-from warmgate import repository
+from warmgate.adapters import dynamodb as repository
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/alice-backend"
 BOB = "arn:aws:iam::123456789012:user/bob"

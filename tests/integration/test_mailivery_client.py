@@ -11,7 +11,7 @@ import pytest
 
 from devstack.sandbox import MailiverySandbox
 from devstack.sandbox_control import SandboxControl
-from warmgate.mailivery import (
+from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,

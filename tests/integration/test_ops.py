@@ -20,7 +20,7 @@ import pytest
 from devstack.template import create_table
 from tests.integration.harness import ADA, ROOT, TABLE, Stack, pending
 from warmgate import ops
-from warmgate.repository import MailboxRepository
+from warmgate.adapters.dynamodb import MailboxRepository
 
 EVE = "eve@contoso.com"
 GRACE = "grace@contoso.com"

@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.template import create_table
-from warmgate.rate_budget import SEND_MARGIN, BudgetExhausted, RateBudget, WriteRefused
+from warmgate.adapters.budget import SEND_MARGIN, BudgetExhausted, RateBudget, WriteRefused
 
 TABLE = "warmgate-mailboxes-test"
 T0 = 1_700_000_000.0

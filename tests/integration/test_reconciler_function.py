@@ -20,10 +20,10 @@ from tests.integration.harness import (
     pending,
     read_event,
 )
-from warmgate.mailboxes import iso
-from warmgate.mailivery import UnexpectedResponse
-from warmgate.repository import MailboxRepository, ReconcilerCursor
-from warmgate.time_budget import reconciler_page_seconds
+from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor
+from warmgate.adapters.mailivery import UnexpectedResponse
+from warmgate.domain.mailboxes import iso
+from warmgate.wiring import reconciler_page_seconds
 
 
 def reconcile(stack: Stack, context: LambdaContext | None = None) -> dict[str, Any]:

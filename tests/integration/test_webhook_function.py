@@ -22,7 +22,7 @@ from botocore.exceptions import EndpointConnectionError
 from bench.aws_calls import AwsCalls
 from devstack.template import create_queues, load_template, resource
 from tests.webhook_bodies import UNUSABLE_EMAILS, largest_accepted_webhook
-from warmgate import aws
+from warmgate.adapters import aws
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -673,10 +673,10 @@ def test_webhook_function_import_graph_leaves_out_heavy_modules(
 ) -> None:
     forbidden = (
         "httpx",
-        "warmgate.http",
-        "warmgate.onboarding",
-        "warmgate.mailivery",
-        "warmgate.repository",
+        "warmgate.api.http",
+        "warmgate.services.onboarding",
+        "warmgate.adapters.mailivery",
+        "warmgate.adapters.dynamodb",
         "aws_xray_sdk",
         "aws_lambda_powertools.event_handler",
         "aws_lambda_powertools.utilities.parser",

@@ -19,7 +19,7 @@ import pytest
 from bench.aws_calls import AwsCalls, CallLog
 from devstack.template import resource
 from tests.integration.harness import ADA, Stack, load_function, message, pending
-from warmgate import aws
+from warmgate.adapters import aws
 
 # A transaction is authorized by the actions of the writes inside it (IAM has no action of its
 # own for TransactWriteItems): the claim's PutItem and the budget's UpdateItem.

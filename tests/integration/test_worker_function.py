@@ -36,9 +36,9 @@ from tests.integration.harness import (
     read_event,
     set_environment,
 )
-from warmgate.rate_budget import RateBudget
-from warmgate.repository import MailboxRepository
-from warmgate.worker import worker_from_settings
+from warmgate.adapters.budget import RateBudget
+from warmgate.adapters.dynamodb import MailboxRepository
+from warmgate.wiring import worker_from_settings
 
 
 def reload_worker(stack: Stack, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:

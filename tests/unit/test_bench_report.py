@@ -196,7 +196,7 @@ def test_epoch_seconds_reads_the_sandbox_call_log_time() -> None:
 def test_entry_shares_sum_cumulative_time_of_entry_points() -> None:
     stats = {
         ("/x/botocore/client.py", 1, "_api_call"): (2, 2, 0.1, 0.6, None),
-        ("/x/warmgate/worker.py", 1, "handle"): (1, 1, 0.3, 1.0, None),
+        ("/x/warmgate/services/worker.py", 1, "handle"): (1, 1, 0.3, 1.0, None),
         ("/x/botocore/endpoint.py", 1, "_send"): (2, 2, 0.5, 0.5, None),
         ("/x/httpx/_client.py", 1, "request"): (1, 1, 0.1, 0.1, None),
     }

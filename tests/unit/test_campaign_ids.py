@@ -1,5 +1,5 @@
-"""The campaign id check (warmgate.campaign_ids) and the Mailivery client's use of it before a
-path segment is built. No I/O: the client runs on httpx.MockTransport."""
+"""The campaign id check (warmgate.domain.campaign_ids) and the Mailivery client's use of it
+before a path segment is built. No I/O: the client runs on httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmgate.campaign_ids import (
+from warmgate.adapters.mailivery import MailiveryClient
+from warmgate.domain.campaign_ids import (
     CAMPAIGN_ID_PATTERN,
     MAX_CAMPAIGN_ID_LENGTH,
     InvalidCampaignId,
     parse_campaign_id,
 )
-from warmgate.mailivery import MailiveryClient
 
 BASE_URL = "http://127.0.0.1:9/api/v1"
 

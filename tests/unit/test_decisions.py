@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.decisions import (
+from warmgate.domain.campaigns import Campaign
+from warmgate.domain.decisions import (
     Action,
     EventKind,
     Outcome,
+    UnexpectedCampaignPolicy,
     classify_event,
     decide,
     replayed,
 )
-from warmgate.mailboxes import (
+from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
+from warmgate.domain.mailboxes import (
     ENDED_STATES,
     TRANSITIONS,
     UNKNOWN_OUTCOME_SETTLE,
@@ -29,9 +31,7 @@ from warmgate.mailboxes import (
     Transition,
     iso,
 )
-from warmgate.mailivery.models import Campaign
-from warmgate.settings import UnexpectedCampaignPolicy
-from warmgate.worker import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
+from warmgate.services.worker import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)

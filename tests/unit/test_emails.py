@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from warmgate.emails import InvalidEmail, normalize_email
+from warmgate.domain.emails import InvalidEmail, normalize_email
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,14 @@
-"""The one map from errors to API answers (warmgate.http.api_error_for)."""
+"""The one map from errors to API answers (warmgate.api.http.api_error_for)."""
 
 from __future__ import annotations
 
 import pytest
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from warmgate import mailivery
-from warmgate.http import BadRequestBody, BodyTooLarge, api_error_for
-from warmgate.onboarding import MailboxNotFound, OnboardingConflict
-from warmgate.rate_budget import BudgetExhausted
+from warmgate.adapters import mailivery
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.api.http import BadRequestBody, BodyTooLarge, api_error_for
+from warmgate.services.onboarding import MailboxNotFound, OnboardingConflict
 
 RID = "4b8e6a52-4a4e-4f2b-9a55-1f1f2c3d4e5f"
 

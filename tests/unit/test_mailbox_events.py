@@ -24,8 +24,9 @@ from tests.stream_records import (
     saved,
     stream_record,
 )
-from warmgate.campaigns import LedgerState
-from warmgate.mailbox_events import (
+from warmgate.domain.ledger import LedgerState
+from warmgate.domain.mailboxes import TRANSITIONS, ExpectedMailbox, MailboxEvent, MailboxState
+from warmgate.services.mailbox_events import (
     DETAIL_TYPES,
     MAILBOX_DETAIL_TYPES,
     MAX_ENTRIES_PER_PUT,
@@ -35,7 +36,6 @@ from warmgate.mailbox_events import (
     WarmgateEvent,
     event_for,
 )
-from warmgate.mailboxes import TRANSITIONS, ExpectedMailbox, MailboxEvent, MailboxState
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas" / "events"
@@ -210,7 +210,7 @@ def test_event_for_other_items_is_none(image: dict[str, Any]) -> None:
 
 
 def test_event_for_removal_is_none() -> None:
-    from warmgate.repository import mailbox_to_item
+    from warmgate.adapters.dynamodb import mailbox_to_item
 
     assert event_for(stream_record(None, mailbox_to_item(new_mailbox()))) is None
 

@@ -1,7 +1,7 @@
 import pytest
 
-from warmgate.mailivery.contract import VendorContract
-from warmgate.mailivery.models import (
+from warmgate.adapters.mailivery.contract import VendorContract
+from warmgate.domain.campaigns import (
     Campaign,
     CampaignStatus,
     InvalidConsentUrl,

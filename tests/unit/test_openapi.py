@@ -26,20 +26,20 @@ from tests.openapi_contract import (
     operations,
     resolve,
 )
-from warmgate.emails import normalize_email
-from warmgate.mailboxes import MailboxState
-from warmgate.onboarding import MailboxRequest
+from warmgate.domain.emails import normalize_email
+from warmgate.domain.mailboxes import MailboxState
+from warmgate.services.onboarding import MailboxRequest
 
 # States the lifecycle rework adds (resume and pause); the document describes the target.
-# Once warmgate.mailboxes has them, this set adds nothing and can go.
+# Once warmgate.domain.mailboxes has them, this set adds nothing and can go.
 # Where each function's answers are made: (status, code) pairs are read from these sources.
 ERROR_SOURCES = {
     "OnboardingFunction": (
         "functions/onboarding/app.py",
-        "layers/common/warmgate/http.py",
-        "layers/common/warmgate/onboarding.py",
+        "layers/common/warmgate/api/http.py",
+        "layers/common/warmgate/services/onboarding.py",
     ),
-    "WebhookFunction": ("functions/webhook/app.py", "layers/common/warmgate/webhook_intake.py"),
+    "WebhookFunction": ("functions/webhook/app.py", "layers/common/warmgate/api/webhook_intake.py"),
 }
 
 
@@ -132,9 +132,9 @@ def test_openapi_documents_every_error_code_a_function_answers(function: str) ->
 
 def test_answered_codes_reads_each_kind_of_answer() -> None:
     # The test above is only as good as this reader: it must see all three shapes.
-    onboarding = answered_codes(ROOT / "layers/common/warmgate/onboarding.py")
-    http = answered_codes(ROOT / "layers/common/warmgate/http.py")
-    webhook = answered_codes(ROOT / "layers/common/warmgate/webhook_intake.py")
+    onboarding = answered_codes(ROOT / "layers/common/warmgate/services/onboarding.py")
+    http = answered_codes(ROOT / "layers/common/warmgate/api/http.py")
+    webhook = answered_codes(ROOT / "layers/common/warmgate/api/webhook_intake.py")
 
     assert {(409, "REQUESTED_BY_ANOTHER"), (409, "CONCURRENT_UPDATE")} <= onboarding
     assert {(404, "NOT_FOUND"), (503, "MS_GRAPH_FEATURE_DISABLED")} <= http

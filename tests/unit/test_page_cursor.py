@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmgate.page_cursor import MAX_CURSOR_CHARS, InvalidCursor, decode_cursor, encode_cursor
-from warmgate.repository import LIST_INDEX_KEYS, is_list_key, owner_prefix
+from warmgate.adapters.dynamodb import LIST_INDEX_KEYS, is_list_key, owner_prefix
+from warmgate.services.page_cursor import (
+    MAX_CURSOR_CHARS,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+)
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 KEY = {

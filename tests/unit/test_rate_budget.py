@@ -1,4 +1,4 @@
-"""Unit tests for the shared Mailivery request budget (warmgate.rate_budget).
+"""Unit tests for the shared Mailivery request budget (warmgate.adapters.budget).
 
 A simulated clock whose sleep advances it, and an in-memory stand-in for the DynamoDB client
 that evaluates the budget's two updates and their conditions, returns the stored item on a
@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from warmgate.rate_budget import (
+from warmgate.adapters.budget import (
     CONFLICT_PAUSE,
     CONFLICT_RETRY_AFTER,
     DEFAULT_BURST,

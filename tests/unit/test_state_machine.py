@@ -1,4 +1,4 @@
-"""The mailbox state machine: one table (warmgate.mailboxes.TRANSITIONS), and the README's
+"""The mailbox state machine: one table (warmgate.domain.mailboxes.TRANSITIONS), and the README's
 state diagram and state list generated from it.
 
 `python -m tests.unit.test_state_machine` prints the README block to paste after a change."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from warmgate.mailboxes import (
+from warmgate.domain.mailboxes import (
     STATE_DESCRIPTIONS,
     TRANSITIONS,
     MailboxEvent,

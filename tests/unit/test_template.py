@@ -13,8 +13,8 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from devstack.template import load_template, translate_template
 from tests.webhook_bodies import SQS_MAX_MESSAGE_BYTES
-from warmgate import time_budget
-from warmgate.decisions import Outcome
+from warmgate import wiring
+from warmgate.domain.decisions import Outcome
 from warmgate.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,9 +230,9 @@ def test_template_queue_visibility_covers_six_worker_timeouts_plus_window() -> N
 
 # One unit of work per function that calls Mailivery; the webhook function never does.
 UNIT_OF_WORK = {
-    "OnboardingFunction": time_budget.onboarding_request_seconds,
-    "WorkerFunction": time_budget.worker_record_seconds,
-    "ReconcilerFunction": time_budget.reconciler_page_seconds,
+    "OnboardingFunction": wiring.onboarding_request_seconds,
+    "WorkerFunction": wiring.worker_record_seconds,
+    "ReconcilerFunction": wiring.reconciler_page_seconds,
 }
 
 
@@ -253,7 +253,7 @@ def test_template_api_functions_answer_within_http_api_integration_timeout() -> 
 def test_template_claim_lease_outlasts_a_claim_held_by_a_live_worker() -> None:
     settings = settings_of("WorkerFunction")
 
-    assert settings.claim_lease_seconds > time_budget.claim_hold_seconds(settings)
+    assert settings.claim_lease_seconds > wiring.claim_hold_seconds(settings)
 
 
 def test_template_queues_encrypted_and_dlq_keeps_14_days() -> None:

@@ -1,5 +1,5 @@
 """Unit tests for the time budget: the Mailivery client's per-call deadline, and the worker's
-batch processor that declines records it has no time to finish (warmgate.time_budget).
+batch processor that declines records it has no time to finish (warmgate.api.batch).
 
 The client runs on httpx's in-process MockTransport and a simulated clock whose sleep
 advances it, so every figure is exact and nothing waits.
@@ -19,24 +19,22 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warmgate.mailivery import (
+from warmgate.adapters.budget import DEFAULT_MAX_WAIT
+from warmgate.adapters.mailivery import (
     MailiveryClient,
     MailiveryError,
     RateLimited,
     RetryPolicy,
     ServerError,
-    worst_case_call_seconds,
 )
-from warmgate.mailivery.client import call_deadline_seconds
-from warmgate.rate_budget import DEFAULT_MAX_WAIT
+from warmgate.adapters.mailivery.client import call_deadline_seconds
+from warmgate.api.batch import OutOfTime, TimeBoxedBatchProcessor, ensure_time_for
 from warmgate.settings import load_settings
-from warmgate.time_budget import (
+from warmgate.wiring import (
     AWS_CALLS_ALLOWANCE_SECONDS,
-    OutOfTime,
-    TimeBoxedBatchProcessor,
     claim_hold_seconds,
-    ensure_time_for,
     worker_record_seconds,
+    worst_case_call_seconds,
 )
 
 CAMPAIGN = {"success": True, "data": {"id": 4711, "email": "a@contoso.com", "status": "pending"}}

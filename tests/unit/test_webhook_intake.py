@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import warmgate.webhook_intake as intake_module
+import warmgate.api.webhook_intake as intake_module
 from tests.webhook_bodies import (
     FILLERS,
     SQS_MAX_MESSAGE_BYTES,
@@ -23,10 +23,9 @@ from tests.webhook_bodies import (
     largest_accepted_webhook,
     sqs_message_size,
 )
-from warmgate.campaign_ids import CAMPAIGN_ID_PATTERN
-from warmgate.emails import InvalidEmail, normalize_email
-from warmgate.http_body import BadRequestBody, BodyTooLarge
-from warmgate.webhook_intake import (
+from warmgate.adapters.sqs import MAX_REQUEST_ID_LENGTH, QueuedWebhook
+from warmgate.api.http_body import BadRequestBody, BodyTooLarge
+from warmgate.api.webhook_intake import (
     MAX_WEBHOOK_BODY_BYTES,
     MIN_TOKEN_LENGTH,
     QueueUnavailable,
@@ -38,8 +37,14 @@ from warmgate.webhook_intake import (
     WebhookTokenUnavailable,
     answer_for,
 )
-from warmgate.webhooks import MAX_EVENT_TYPE_LENGTH, WebhookInvalid, WebhookNotJson, parse_webhook
-from warmgate.work_queue import MAX_REQUEST_ID_LENGTH, QueuedWebhook
+from warmgate.domain.campaign_ids import CAMPAIGN_ID_PATTERN
+from warmgate.domain.emails import InvalidEmail, normalize_email
+from warmgate.domain.webhooks import (
+    MAX_EVENT_TYPE_LENGTH,
+    WebhookInvalid,
+    WebhookNotJson,
+    parse_webhook,
+)
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "events" / "webhook-payloads"
 CURRENT = "current-token-0123456789abcdef"

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.webhook_bodies import UNUSABLE_EMAILS
-from warmgate.emails import normalize_email
-from warmgate.webhooks import (
+from warmgate.domain.emails import normalize_email
+from warmgate.domain.webhooks import (
     MAX_EVENT_TYPE_LENGTH,
     WebhookAccount,
     WebhookEnvelope,

@@ -33,20 +33,21 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from warmgate.campaign_ids import InvalidCampaignId, parse_campaign_id
-from warmgate.decisions import Outcome
-from warmgate.emails import InvalidEmail, normalize_email
-from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
-from warmgate.mailivery import (
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.adapters.dynamodb import MailboxRepository, StaleRecord
+from warmgate.adapters.mailivery import (
     TRANSIENT_ERRORS,
     MailiveryError,
 )
+from warmgate.adapters.sqs import QueuedWebhook
+from warmgate.domain.campaign_ids import InvalidCampaignId, parse_campaign_id
+from warmgate.domain.decisions import Outcome
+from warmgate.domain.emails import InvalidEmail, normalize_email
+from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
 from warmgate.observability import logger
-from warmgate.rate_budget import BudgetExhausted
-from warmgate.repository import MailboxRepository, StaleRecord
+from warmgate.services.worker import RetryLater
 from warmgate.settings import MAILIVERY_API_KEY, SettingsError, load_settings
-from warmgate.work_queue import QueuedWebhook
-from warmgate.worker import RetryLater, worker_from_settings
+from warmgate.wiring import worker_from_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

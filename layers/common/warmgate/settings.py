@@ -13,6 +13,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from warmgate.domain.decisions import UnexpectedCampaignPolicy
+
 DEFAULT_MAILIVERY_BASE_URL = "https://app.mailivery.io/api/v1"
 
 
@@ -24,13 +26,6 @@ class Stage(StrEnum):
     LOCAL = "local"  # devstack, sam local invoke, tests: plain-text MAILIVERY_API_KEY allowed
     DEV = "dev"
     PROD = "prod"
-
-
-class UnexpectedCampaignPolicy(StrEnum):
-    """What to do with a campaign nobody asked for (architecture §4)."""
-
-    LEAVE = "leave"  # leave it pending: it costs nothing and a human can look at it
-    DELETE = "delete"
 
 
 def _csv(value: object) -> object:
@@ -76,10 +71,11 @@ class Settings(BaseModel):
     )
     mailivery_read_retries: int = Field(2, alias="MAILIVERY_READ_RETRIES", ge=0, le=5)
     # JSON object overriding the [guess]/[unknown] parts of the vendor contract, see
-    # warmgate.mailivery.contract.VendorContract (paths, status field, body encoding, tags).
+    # warmgate.adapters.mailivery.contract.VendorContract (paths, status field, body encoding,
+    # tags).
     mailivery_contract_overrides: str | None = Field(None, alias="MAILIVERY_CONTRACT_OVERRIDES")
 
-    # One budget per API key, shared by every instance (warmgate.rate_budget) [doc: 240/min].
+    # One budget per API key, shared by every instance (warmgate.adapters.budget) [doc: 240/min].
     mailivery_requests_per_minute: int = Field(
         240, alias="MAILIVERY_REQUESTS_PER_MINUTE", ge=20, le=6000
     )
@@ -91,7 +87,7 @@ class Settings(BaseModel):
     )
     # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
     # workers this long; after it, a crashed worker's claim is taken over. Must exceed the
-    # longest a live worker holds a claim (time_budget.claim_hold_seconds, 76 s by default).
+    # longest a live worker holds a claim (wiring.claim_hold_seconds, 76 s by default).
     claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
     # IAM principal ARNs (roles as arn:aws:sts::<account>:assumed-role/<role>) that may withdraw
     # or resume any mailbox; everyone else acts only on the requests it made.

@@ -2,7 +2,7 @@
 
 Inputs: the event's kind, the campaign as re-read from Mailivery (the webhook is only a hint),
 the expected-mailbox record for the campaign's email, the campaign's ledger entry, the policy
-for unexpected campaigns, and the time. No I/O here: `warmgate.worker` reads the inputs,
+for unexpected campaigns, and the time. No I/O here: `warmgate.services.worker` reads the inputs,
 applies the decision with conditional writes, and makes at most the one vendor call it names.
 
 The rule everything below serves: **every start or resume is backed by exactly one unconsumed
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.mailboxes import (
+from warmgate.domain.campaigns import Campaign, CampaignStatus
+from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
+from warmgate.domain.mailboxes import (
     ENDED_STATES,
     TRANSITIONS,
     ExpectedMailbox,
@@ -40,8 +41,6 @@ from warmgate.mailboxes import (
     RequestKind,
     parse_iso,
 )
-from warmgate.mailivery.models import Campaign, CampaignStatus
-from warmgate.settings import UnexpectedCampaignPolicy
 
 ONBOARDING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created", "campaign.updated"})
 # Events that only announce a campaign: once its mailbox warms with it, a repeat says nothing new.
@@ -50,6 +49,13 @@ DELETED_EVENT_TYPE = "campaign.deleted"
 # The message warmgate queues itself for POST /mailboxes/{email}/resume: "act on this campaign's
 # open request" (handled like a webhook: the same re-read, claims and idempotency).
 RESUME_REQUEST_EVENT_TYPE = "warmgate.resume_requested"
+
+
+class UnexpectedCampaignPolicy(StrEnum):
+    """What to do with a campaign nobody asked for (architecture §4)."""
+
+    LEAVE = "leave"  # leave it pending: it costs nothing and a human can look at it
+    DELETE = "delete"
 
 
 class EventKind(StrEnum):

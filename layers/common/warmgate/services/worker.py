@@ -21,25 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.decisions import (
-    Action,
-    CampaignDecision,
-    EventKind,
-    Outcome,
-    classify_event,
-    decide,
-    replayed,
-)
-from warmgate.mailboxes import (
-    ExpectedMailbox,
-    LastError,
-    MailboxEvent,
-    MailboxState,
-    iso,
-    utc_now,
-)
-from warmgate.mailivery import (
+from warmgate.adapters.budget import BudgetExhausted, RateBudget
+from warmgate.adapters.dynamodb import MailboxRepository, StaleRecord
+from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,
@@ -52,16 +36,31 @@ from warmgate.mailivery import (
     Timeout,
     UnexpectedResponse,
     ValidationFailed,
-    client_from_settings,
+)
+from warmgate.adapters.sqs import QueuedWebhook
+from warmgate.domain.decisions import (
+    Action,
+    CampaignDecision,
+    EventKind,
+    Outcome,
+    UnexpectedCampaignPolicy,
+    classify_event,
+    decide,
+    replayed,
+)
+from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
+from warmgate.domain.mailboxes import (
+    ExpectedMailbox,
+    LastError,
+    MailboxEvent,
+    MailboxState,
+    iso,
+    utc_now,
 )
 from warmgate.observability import logger
-from warmgate.rate_budget import BudgetExhausted, RateBudget
-from warmgate.repository import MailboxRepository, StaleRecord
-from warmgate.settings import Settings, UnexpectedCampaignPolicy
-from warmgate.work_queue import QueuedWebhook
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 START_RETRY_BASE_SECONDS = 60  # refused or conflicting: 60, 120, 240, 480 s …
 UNKNOWN_OUTCOME_RETRY_BASE_SECONDS = 15  # settled by a cheap re-read: 15, 30, 60 s …
@@ -434,21 +433,3 @@ class CampaignWorker:
             self._repository.save(before, read_version=claimed.version)
         except StaleRecord:
             logger.warning("claim changed before it could be released")
-
-
-def worker_from_settings(
-    settings: Settings, dynamodb: DynamoDBClient, budget: RateBudget | None = None
-) -> CampaignWorker:
-    """The worker as every entry point runs it: settings' policy, the shared request budget
-    (`budget`: another one, e.g. on a benchmark's scaled clock)."""
-    table = settings.mailbox_table_name or ""
-    if budget is None:
-        budget = RateBudget(dynamodb, table, per_minute=settings.mailivery_requests_per_minute)
-    return CampaignWorker(
-        MailboxRepository(dynamodb, table),
-        client_from_settings(settings, throttle=budget.acquire),
-        policy=settings.unexpected_campaign_policy,
-        claim_lease=timedelta(seconds=settings.claim_lease_seconds),
-        max_start_attempts=settings.max_start_attempts,
-        budget=budget,
-    )

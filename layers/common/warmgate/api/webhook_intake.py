@@ -5,8 +5,9 @@ proof of origin is the unguessable token in the URL path; the only way not to lo
 answer 2xx after SQS accepted it and 5xx otherwise, so that the sender retries.
 
 This module is on the webhook Lambda's hot path. It may import the stdlib, botocore (the
-function's SQS client is botocore's), warmgate.webhooks, warmgate.http_body and
-warmgate.secrets; never boto3, warmgate.http, warmgate.onboarding, warmgate.mailivery or httpx.
+function's SQS client is botocore's), warmgate.domain.webhooks, warmgate.api.http_body and
+warmgate.adapters.secrets; never boto3, warmgate.api.http, warmgate.services.onboarding,
+warmgate.adapters.mailivery or httpx.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from warmgate.http_body import BadRequestBody, BodyTooLarge, decode_body
-from warmgate.mailboxes import utc_now
-from warmgate.secrets import fetch_secret, forget_secrets
-from warmgate.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
-from warmgate.work_queue import QueuedWebhook, WorkQueue
+from warmgate.adapters.secrets import fetch_secret, forget_secrets
+from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.api.http_body import BadRequestBody, BodyTooLarge, decode_body
+from warmgate.domain.mailboxes import utc_now
+from warmgate.domain.webhooks import WebhookInvalid, WebhookNotJson, parse_webhook
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -147,7 +148,8 @@ def _checked_token(name: str, value: object) -> str:
 class WebhookTokenSource:
     """Reads the token secret through a cached fetch and turns it into a WebhookToken.
 
-    `fetch` returns the secret's value (cached for SECRET_MAX_AGE_SECONDS, warmgate.secrets);
+    `fetch` returns the secret's value (cached for SECRET_MAX_AGE_SECONDS,
+    warmgate.adapters.secrets);
     `forget` drops that cache so the next fetch reads the store. After a wrong token the intake
     asks for `refreshed()`, which re-reads at most once per `refresh_after_miss_seconds`.
     """
@@ -169,7 +171,8 @@ class WebhookTokenSource:
 
     @classmethod
     def from_reference(cls, reference: str, *, max_age: int) -> WebhookTokenSource:
-        """The deployed wiring: a Secrets Manager id/ARN or an SSM name (see warmgate.secrets)."""
+        """The deployed wiring: a Secrets Manager id/ARN or an SSM name
+        (see warmgate.adapters.secrets)."""
         # fetch_secret has no force-fetch switch, so a refresh clears the secrets cache; in
         # the webhook function the token is the only cached secret.
         return cls(lambda: fetch_secret(reference, max_age=max_age), forget=forget_secrets)

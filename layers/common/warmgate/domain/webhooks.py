@@ -7,8 +7,8 @@ without an id, a usable email. Everything else is accepted in whatever shape arr
 that is not a plausible address is kept as sent and flagged (`email_hint_invalid`), never a
 reason to refuse a webhook whose campaign id is usable (Mailivery does not retry after a 4xx).
 
-This module is on the webhook Lambda's hot path: stdlib, pydantic, warmgate.emails and
-warmgate.campaign_ids only.
+This module is on the webhook Lambda's hot path: stdlib, pydantic, warmgate.domain.emails and
+warmgate.domain.campaign_ids only.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from warmgate.campaign_ids import InvalidCampaignId, parse_campaign_id
-from warmgate.emails import InvalidEmail, normalize_email
+from warmgate.domain.campaign_ids import InvalidCampaignId, parse_campaign_id
+from warmgate.domain.emails import InvalidEmail, normalize_email
 
 __all__ = [
     "MAX_EVENT_TYPE_LENGTH",
@@ -253,7 +253,7 @@ class WebhookAccount(BaseModel):
 
     @property
     def normalized_email(self) -> str | None:
-        """The address in the form every comparison in warmgate uses (warmgate.emails); None
+        """The address in the form every comparison in warmgate uses (warmgate.domain.emails); None
         when none was sent or it is not a plausible address (see `email_hint_invalid`)."""
         return self._normalized_email
 

@@ -25,9 +25,26 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
-from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
-from warmgate.emails import normalize_email
-from warmgate.mailboxes import (
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.adapters.dynamodb import (
+    LIST_INDEX_KEYS,
+    NO_PRINCIPAL,
+    MailboxRepository,
+    StaleRecord,
+    is_list_key,
+)
+from warmgate.adapters.mailivery import (
+    Campaign,
+    CampaignStatus,
+    ConsentRequest,
+    MailiveryClient,
+    MailiveryError,
+    NotFound,
+)
+from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.domain.decisions import RESUME_REQUEST_EVENT_TYPE
+from warmgate.domain.emails import normalize_email
+from warmgate.domain.mailboxes import (
     ExpectedMailbox,
     LastError,
     MailboxEvent,
@@ -38,25 +55,8 @@ from warmgate.mailboxes import (
     parse_iso,
     utc_now,
 )
-from warmgate.mailivery import (
-    Campaign,
-    CampaignStatus,
-    ConsentRequest,
-    MailiveryClient,
-    MailiveryError,
-    NotFound,
-)
 from warmgate.observability import logger
-from warmgate.page_cursor import InvalidCursor, decode_cursor, encode_cursor
-from warmgate.rate_budget import BudgetExhausted
-from warmgate.repository import (
-    LIST_INDEX_KEYS,
-    NO_PRINCIPAL,
-    MailboxRepository,
-    StaleRecord,
-    is_list_key,
-)
-from warmgate.work_queue import QueuedWebhook, WorkQueue
+from warmgate.services.page_cursor import InvalidCursor, decode_cursor, encode_cursor
 
 # A record written before the vendor call but never completed (the function crashed or timed
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.

@@ -5,11 +5,11 @@
 - Only idempotent reads are retried, with jittered exponential backoff or Retry-After.
   The ms-graph create is never retried: a repeated create can mint a second consent link and
   so a second campaign (contract §1, Idempotency).
-- A campaign id becomes a path segment only after warmgate.campaign_ids accepted it; otherwise
-  InvalidCampaignId (a ValueError) before any request or budget token: httpx resolves `.` and
-  `..` segments, so `delete_campaign("..")` would otherwise send `DELETE /api/v1`.
+- A campaign id becomes a path segment only after warmgate.domain.campaign_ids accepted it;
+  otherwise InvalidCampaignId (a ValueError) before any request or budget token: httpx
+  resolves `.` and `..` segments, so `delete_campaign("..")` would otherwise send `DELETE /api/v1`.
 - Every call has a deadline, `call_deadline_seconds`: a retry that could end past it is not
-  made, so one call never outlasts what the functions' timeouts are sized for (time_budget.py).
+  made, so one call never outlasts what the functions' timeouts are sized for (warmgate.wiring).
 - Everything the vendor reference leaves open comes from `VendorContract` (contract.py).
 """
 
@@ -27,9 +27,8 @@ from urllib.parse import quote
 
 import httpx
 
-from warmgate.campaign_ids import parse_campaign_id
-from warmgate.mailivery.contract import BodyEncoding, TagsPlacement, VendorContract
-from warmgate.mailivery.errors import (
+from warmgate.adapters.mailivery.contract import BodyEncoding, TagsPlacement, VendorContract
+from warmgate.adapters.mailivery.errors import (
     TRANSIENT_ERRORS,
     Conflict,
     ConnectionLost,
@@ -44,7 +43,8 @@ from warmgate.mailivery.errors import (
     Unreachable,
     ValidationFailed,
 )
-from warmgate.mailivery.models import (
+from warmgate.domain.campaign_ids import parse_campaign_id
+from warmgate.domain.campaigns import (
     AccountLimits,
     Campaign,
     CampaignPage,
@@ -147,7 +147,7 @@ class MailiveryClient:
         self._sleep = sleep
         self._clock = clock
         # Called before every HTTP request, retries included: takes a token from the request
-        # budget shared by all instances (warmgate.rate_budget), waiting at most
+        # budget shared by all instances (warmgate.adapters.budget), waiting at most
         # `throttle_max_wait`, or raises to defer the work.
         self._throttle = throttle
         self._attempt_seconds = call_deadline_seconds(
@@ -214,7 +214,7 @@ class MailiveryClient:
             page = result.page + 1
 
     # `prepaid`: the caller already took this call's request-budget token (the worker takes it
-    # with its claim, warmgate.rate_budget.acquire_with), so the throttle is not called.
+    # with its claim, warmgate.adapters.budget.acquire_with), so the throttle is not called.
 
     def start_warmup(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
         return self._action("PATCH", self.contract.start_warmup_path, campaign_id, prepaid)

@@ -1,6 +1,6 @@
-"""Request-body decoding shared by every HTTP handler, kept apart from `warmgate.http`.
+"""Request-body decoding shared by every HTTP handler, kept apart from `warmgate.api.http`.
 
-`warmgate.http` maps onboarding and Mailivery errors to statuses, so importing it loads the
+`warmgate.api.http` maps onboarding and Mailivery errors to statuses, so importing it loads the
 onboarding service and the Mailivery client. The webhook function is the hot path and needs only
 this part: stdlib only, nothing else may be imported here.
 """

@@ -31,10 +31,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from warmgate.campaigns import LedgerState
-from warmgate.mailboxes import MailboxState, parse_iso
+from warmgate.adapters.dynamodb import ledger_from_item, mailbox_from_item
+from warmgate.domain.ledger import LedgerState
+from warmgate.domain.mailboxes import MailboxState, parse_iso
 from warmgate.observability import logger
-from warmgate.repository import ledger_from_item, mailbox_from_item
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

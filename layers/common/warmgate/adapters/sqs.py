@@ -4,7 +4,7 @@ Producers: the webhook receiver (one message per accepted webhook), the reconcil
 a lost webhook would have stranded) and the worker itself (a deferral). All send the same
 schema, so the worker stays the one place that decides.
 
-On the webhook's hot path: stdlib, botocore and warmgate.webhooks only.
+On the webhook's hot path: stdlib, botocore and warmgate.domain.webhooks only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from warmgate.webhooks import WebhookEnvelope
+from warmgate.domain.webhooks import WebhookEnvelope
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -66,7 +66,7 @@ class QueuedWebhook:
     email_hint_invalid: bool = False
     schema: int = QUEUE_MESSAGE_SCHEMA
     # Start/resume attempts already made for this event; travels as the `attempt` message
-    # attribute of a re-enqueued copy, so retries stay bounded (warmgate.worker).
+    # attribute of a re-enqueued copy, so retries stay bounded (warmgate.services.worker).
     attempt: int = 0
 
     @classmethod

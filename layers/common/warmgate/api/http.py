@@ -10,17 +10,17 @@ from typing import Any
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import ValidationError
 
-from warmgate import mailivery
-from warmgate.emails import InvalidEmail
+from warmgate.adapters import mailivery
+from warmgate.adapters.budget import BudgetExhausted
 
 # Body decoding lives in http_body so the webhook can use it without this module's imports;
 # re-exported here for the API handlers.
-from warmgate.http_body import BadRequestBody as BadRequestBody
-from warmgate.http_body import BodyTooLarge as BodyTooLarge
-from warmgate.http_body import decode_body as decode_body
-from warmgate.onboarding import MailboxNotFound, NotOwner, OnboardingConflict
-from warmgate.page_cursor import InvalidCursor
-from warmgate.rate_budget import BudgetExhausted
+from warmgate.api.http_body import BadRequestBody as BadRequestBody
+from warmgate.api.http_body import BodyTooLarge as BodyTooLarge
+from warmgate.api.http_body import decode_body as decode_body
+from warmgate.domain.emails import InvalidEmail
+from warmgate.services.onboarding import MailboxNotFound, NotOwner, OnboardingConflict
+from warmgate.services.page_cursor import InvalidCursor
 
 MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes
 DEFAULT_RETRY_AFTER = 60  # Mailivery's window is a minute when it does not say

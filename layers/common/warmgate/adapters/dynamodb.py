@@ -3,7 +3,7 @@
 One table, partition key `pk`, several kinds of item:
   `mailbox#<normalized email>`  an ExpectedMailbox (below);
   `campaign#<campaign id>`      a campaign the worker handled without an expectation (ledger);
-  `budget#mailivery`            the shared Mailivery request budget (warmgate.rate_budget);
+  `budget#mailivery`            the shared Mailivery request budget (warmgate.adapters.budget);
   `reconciler#cursor`           where the reconciler's walk through Mailivery's pending
                                 campaigns continues (ReconcilerCursor).
 
@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from warmgate.campaigns import CampaignLedgerEntry, LedgerState
-from warmgate.mailboxes import (
+from warmgate.adapters.budget import WriteRefused
+from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
+from warmgate.domain.mailboxes import (
     ENDED_STATES,
     ExpectedMailbox,
     LastError,
@@ -39,13 +40,12 @@ from warmgate.mailboxes import (
     Transition,
     parse_iso,
 )
-from warmgate.rate_budget import WriteRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import PutTypeDef
 
-    from warmgate.rate_budget import RateBudget
+    from warmgate.adapters.budget import RateBudget
 
 PURGE_AFTER_END = timedelta(days=90)
 _PURGEABLE = ENDED_STATES | {MailboxState.CONSENT_REQUESTED}
@@ -480,7 +480,7 @@ def _optional_int(value: Any) -> int | None:
 
 
 # --- the attribute-value codec: what the items above hold, and no more ---------------------
-# boto3's TypeSerializer/TypeDeserializer would import boto3 (warmgate.aws says why not).
+# boto3's TypeSerializer/TypeDeserializer would import boto3 (warmgate.adapters.aws says why not).
 
 
 def _encode(data: Mapping[str, Any]) -> dict[str, Any]:

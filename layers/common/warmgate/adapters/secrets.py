@@ -5,7 +5,7 @@ decrypted), otherwise a Secrets Manager id or ARN. Values are never logged.
 
 The cache is this module's own, not Powertools' parameters utility: that one imports boto3
 (and with it s3transfer) into the cold start of every function that reads a secret, the
-webhook and the worker included, for one API call every few minutes (warmgate.aws).
+webhook and the worker included, for one API call every few minutes (warmgate.adapters.aws).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import functools
 import time
 from typing import TYPE_CHECKING
 
-from warmgate import aws
+from warmgate.adapters import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -1,7 +1,7 @@
 """Mailbox addresses: the one normalization every comparison in warmgate goes through.
 
 Onboarding (the request body and the `{email}` path), the webhook (a hint), the worker (the
-re-read campaign's address, via warmgate.mailivery.models) and the operations CLI all call
+re-read campaign's address, via warmgate.domain.campaigns) and the operations CLI all call
 `normalize_email`; nothing else lower-cases or compares addresses.
 
 The rules (README "Limits"):

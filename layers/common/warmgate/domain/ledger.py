@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from warmgate.mailboxes import iso, parse_iso
+from warmgate.domain.mailboxes import iso, parse_iso
 
 
 class LedgerState(StrEnum):

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from warmgate.emails import InvalidEmail, normalize_email
+from warmgate.domain.emails import InvalidEmail, normalize_email
 
 
 class CampaignStatus(StrEnum):

@@ -33,8 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from warmgate.decisions import RESUME_REQUEST_EVENT_TYPE
-from warmgate.mailboxes import (
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor, StaleRecord
+from warmgate.adapters.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
+from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.domain.decisions import RESUME_REQUEST_EVENT_TYPE
+from warmgate.domain.mailboxes import (
     ExpectedMailbox,
     MailboxEvent,
     MailboxState,
@@ -42,11 +46,7 @@ from warmgate.mailboxes import (
     parse_iso,
     utc_now,
 )
-from warmgate.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
 from warmgate.observability import logger
-from warmgate.rate_budget import BudgetExhausted
-from warmgate.repository import MailboxRepository, ReconcilerCursor, StaleRecord
-from warmgate.work_queue import QueuedWebhook, WorkQueue
 
 RECONCILED_EVENT_TYPE = "campaign.pending"  # what the missed webhook would have said
 # Mailivery or our budget asking us to come back later: stop here, continue next run.
@@ -87,7 +87,7 @@ class Reconciler:
         self._repository = repository
         self._mailivery = mailivery
         self._queue = queue
-        self._page_seconds = page_seconds  # the worst case of one page (time_budget)
+        self._page_seconds = page_seconds  # the worst case of one page (wiring)
         self._clock = clock
 
     def run(self, time_left: Callable[[], float] = _unbounded) -> ReconcileReport:

@@ -73,7 +73,7 @@ MAX_CONFLICTS = 20  # failed attempts in one acquire before giving up
 CONFLICT_RETRY_AFTER = 0.05  # seconds; heavy contention clears fast, the caller backs off a bit
 CONFLICT_PAUSE = 0.01  # seconds; a transaction was holding the item: let it finish
 # How long one acquire may sleep for a token by default. Part of every Mailivery call's
-# worst case (warmgate.time_budget), so the functions' timeouts are sized with it.
+# worst case (warmgate.wiring), so the functions' timeouts are sized with it.
 DEFAULT_MAX_WAIT = 1.0
 
 _IDLE = {

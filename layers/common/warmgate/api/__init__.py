@@ -1,0 +1,2 @@
+"""The functions' edges: HTTP bodies, errors and answers, the list API's cursor, and the
+worker's time-boxed SQS batch."""
