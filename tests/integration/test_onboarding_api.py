@@ -655,9 +655,27 @@ def test_withdraw_mailbox_unknown_returns_404(onboarding: ModuleType) -> None:
     assert invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))[0] == 404
 
 
-def test_withdraw_mailbox_twice_returns_409(onboarding: ModuleType) -> None:
+def test_withdraw_mailbox_twice_answers_the_retry_as_the_first_without_a_write(
+    onboarding: ModuleType,
+) -> None:
+    """A DELETE retried after its answer was lost (the soak found it answered 409) gets the
+    same answer: the record as withdrawn the first time, not written again."""
     post(onboarding)
-    invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
+    first = invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
+    again = invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
+    assert first[0] == again[0] == 200
+    assert again[1]["state"] == "withdrawn"
+    assert again[1]["updated_at"] == first[1]["updated_at"]
+
+
+def test_withdraw_mailbox_expired_request_returns_409(onboarding: ModuleType, aws: Any) -> None:
+    post(onboarding)
+    aws.update_item(  # time passes: the consent link is no longer live
+        TableName=TABLE,
+        Key={"pk": {"S": "mailbox#ada.lovelace@contoso.com"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"S": "2020-01-01T00:00:00Z"}},
+    )
     status, body, _ = invoke(onboarding, read_event("onboarding-withdraw-mailbox.json"))
     assert (status, body["code"]) == (409, "NOT_WITHDRAWABLE")
 

@@ -250,6 +250,8 @@ class OnboardingService:
             record = self.get(email)
             self._require_owner(record, principal, "withdraw")
             now = self._clock()
+            if record.state is MailboxState.WITHDRAWN:
+                return record  # a retry after a lost answer: answered as the first withdraw was
             if record.state is MailboxState.VERIFYING:
                 raise self._claim_held(record, now)
             withdrawable = record.state in (
