@@ -52,7 +52,7 @@ from bench.harness import (
 from bench.report import Goal, Row, Table, ratio
 from bench.servers import BackgroundServer
 from devstack.local_aws import atomic_dynamodb_writes
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
 from warmgate import aws

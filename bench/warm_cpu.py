@@ -51,7 +51,7 @@ from bench.harness import (
 )
 from bench.report import Goal, Row, Table, median, ratio
 from bench.servers import BackgroundServer, running
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.template import create_queues, create_table
 from warmgate import aws
 from warmgate.rate_budget import RateBudget

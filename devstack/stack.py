@@ -82,8 +82,7 @@ from devstack.local_aws import (
     free_port,
     port_message,
 )
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource

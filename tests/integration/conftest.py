@@ -15,8 +15,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.local_aws import atomic_dynamodb_writes
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.template import create_queues, create_table
 from tests.integration.harness import (
     TABLE,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from warmgate.mailboxes import ExpectedMailbox, MailboxState, iso
 from warmgate.repository import MailboxRepository
 from warmgate.work_queue import QueuedWebhook

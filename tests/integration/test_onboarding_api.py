@@ -16,8 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.template import create_queues, create_table
 from tests.integration.harness import (
     API_KEY,
