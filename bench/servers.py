@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "moto":
         from moto.server import ThreadedMotoServer
 
-        from devstack.local_aws import atomic_dynamodb_writes
+        from devstack.testkit import atomic_dynamodb_writes
 
         atomic_dynamodb_writes().__enter__()  # for the child's whole life
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

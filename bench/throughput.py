@@ -40,21 +40,23 @@ from bench.aws_calls import AwsCalls
 from bench.harness import (
     API_KEY,
     TABLE,
-    LambdaContext,
     aws_environment,
-    environment,
     expectation,
-    load_function,
     pending_body,
     quiet_handlers,
     use_budget,
 )
 from bench.report import Goal, Row, Table, ratio
 from bench.servers import BackgroundServer
-from devstack.local_aws import atomic_dynamodb_writes
 from devstack.sandbox import SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
+from devstack.testkit import (
+    LambdaContext,
+    applied_environment,
+    atomic_dynamodb_writes,
+    load_function,
+)
 from warmgate import aws
 from warmgate.rate_budget import DEFAULT_BURST, SEND_MARGIN, BudgetExhausted, RateBudget
 from warmgate.repository import MailboxRepository
@@ -148,7 +150,11 @@ def contention_rows(takers: int, scaled_seconds: float) -> list[Row]:
     """The budget alone under `takers` concurrent instances: rate, busiest window, writes."""
     grants: list[float] = []
     lock = threading.Lock()
-    with in_process_aws(), environment(aws_environment(None)), AwsCalls(aws.session()) as calls:
+    with (
+        in_process_aws(),
+        applied_environment(aws_environment(None)),
+        AwsCalls(aws.session()) as calls,
+    ):
         create_table(boto3.client("dynamodb"), "MailboxTable", TABLE)
         budgets = [
             RateBudget(
@@ -225,7 +231,7 @@ def drain_backlog(quick: bool, scale: float) -> Table:
             str(scale),
         ) as sandbox,
         SandboxControl(sandbox.url) as control,
-        environment(
+        applied_environment(
             {
                 **aws_environment(None),
                 "MAILBOX_TABLE_NAME": TABLE,
@@ -249,7 +255,7 @@ def drain_backlog(quick: bool, scale: float) -> Table:
         reference = RateBudget(dynamodb, TABLE, per_minute=VENDOR_LIMIT, burst=BURST)
         refill_per_minute = 60 * reference.refill_per_second
         instances = []
-        with environment({"WORK_QUEUE_URL": queue_url}):
+        with applied_environment({"WORK_QUEUE_URL": queue_url}):
             for _ in range(INSTANCES):
                 instance = load_function("worker")
                 use_budget(

@@ -66,11 +66,9 @@ from devstack.functions import (
     FunctionLoadError,
     FunctionSpec,
     LocalFunction,
-    LocalLambdaContext,
     function_specs,
 )
 from devstack.local_aws import (
-    ACCOUNT_ID,
     EVENT_BUS,
     NAME_PREFIX,
     REGION,
@@ -85,6 +83,7 @@ from devstack.local_aws import (
 from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
+from devstack.testkit import ACCOUNT_ID
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
 from warmgate.aws import reset_session
 from warmgate.rate_budget import DEFAULT_BURST
@@ -107,7 +106,6 @@ __all__ = [
     "Intrinsics",
     "LocalAws",
     "LocalFunction",
-    "LocalLambdaContext",
     "LocalResource",
     "LocalStack",
     "MotoEndpoint",

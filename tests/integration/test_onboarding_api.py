@@ -18,13 +18,8 @@ from moto import mock_aws
 
 from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.template import create_queues, create_table
-from tests.integration.harness import (
-    API_KEY,
-    TABLE,
-    LambdaContext,
-    load_function,
-    read_event,
-)
+from devstack.testkit import LambdaContext, load_function
+from tests.integration.harness import API_KEY, TABLE, read_event
 
 CONSENT_PATH = "/api/v1/campaigns/ms-graph"
 
