@@ -129,7 +129,6 @@ def _transaction(backend: Any, transact_items: list[dict[str, Any]]) -> None:
     """TransactWriteItems as DynamoDB runs it: every condition checked first, nothing written
     unless all hold (CancellationReasons as moto reports them, the item with ALL_OLD); then
     each Put, Update and Delete applied. Called under atomic_dynamodb_writes' lock."""
-    from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import (
         MultipleTransactionsException,
         TooManyTransactionsException,
@@ -159,31 +158,43 @@ def _transaction(backend: Any, transact_items: list[dict[str, Any]]) -> None:
             raise MultipleTransactionsException()
         targets.add(target)
         operations.append((kind, operation, key))
-        current = backend.get_item(operation["TableName"], key)
-        condition = operation.get("ConditionExpression")
-        if condition is None or get_filter_expression(
-            condition,
-            operation.get("ExpressionAttributeNames"),
-            operation.get("ExpressionAttributeValues"),
-        ).expr(current):
-            reasons.append((None, None, None))
-            continue
-        old = operation.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current
-        item = current.to_json()["Attributes"] if old else None
-        reasons.append(("ConditionalCheckFailed", "The conditional request failed", item))
+        reasons.append(_condition_check(backend, operation, key))
     if any(code is not None for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
     for kind, operation, key in operations:
-        name = operation["TableName"]
-        if kind == "Put":
-            backend.put_item(name, operation["Item"])
-        elif kind == "Update":
-            backend.update_item(
-                name,
-                key,
-                update_expression=operation["UpdateExpression"],
-                expression_attribute_names=operation.get("ExpressionAttributeNames"),
-                expression_attribute_values=operation.get("ExpressionAttributeValues"),
-            )
-        elif kind == "Delete":
-            backend.delete_item(name, key)
+        _apply(backend, kind, operation, key)
+
+
+def _condition_check(
+    backend: Any, operation: dict[str, Any], key: dict[str, Any]
+) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """One CancellationReason: (None, None, None) when the condition holds."""
+    from moto.dynamodb.comparisons import get_filter_expression
+
+    current = backend.get_item(operation["TableName"], key)
+    condition = operation.get("ConditionExpression")
+    if condition is None or get_filter_expression(
+        condition,
+        operation.get("ExpressionAttributeNames"),
+        operation.get("ExpressionAttributeValues"),
+    ).expr(current):
+        return None, None, None
+    old = operation.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current
+    item = current.to_json()["Attributes"] if old else None
+    return "ConditionalCheckFailed", "The conditional request failed", item
+
+
+def _apply(backend: Any, kind: str, operation: dict[str, Any], key: dict[str, Any]) -> None:
+    name = operation["TableName"]
+    if kind == "Put":
+        backend.put_item(name, operation["Item"])
+    elif kind == "Update":
+        backend.update_item(
+            name,
+            key,
+            update_expression=operation["UpdateExpression"],
+            expression_attribute_names=operation.get("ExpressionAttributeNames"),
+            expression_attribute_values=operation.get("ExpressionAttributeValues"),
+        )
+    elif kind == "Delete":
+        backend.delete_item(name, key)
