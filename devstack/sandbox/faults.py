@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal, cast
 
 from devstack.sandbox.errors import bad_request
-from devstack.sandbox.validation import non_negative_int
+from devstack.sandbox.validation import non_negative_int, reject_unknown
 
 DEFAULT_HANG_MS: Final = 10_000
 
@@ -61,10 +61,7 @@ class FaultConfig:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> FaultConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise bad_request(f"Unknown fault settings: {', '.join(unknown)}.")
+        reject_unknown(body, cls.__dataclass_fields__, "fault settings")
         values: dict[str, Any] = {}
         for name in ("latency_ms", "hang_ms"):
             if name in body:

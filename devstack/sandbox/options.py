@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 from devstack.sandbox.errors import bad_request
 from devstack.sandbox.store import ExistingMailbox, StatusField
-from devstack.sandbox.validation import choice, non_negative_int
+from devstack.sandbox.validation import choice, non_negative_int, reject_unknown
 from devstack.sandbox.webhooks import ReconnectEvent
 
 DAILY_EMAIL_TOTAL: Final = 1000
@@ -58,10 +58,11 @@ class OptionsUpdate:
 
 def options_update(body: Mapping[str, Any]) -> OptionsUpdate:
     """Checks the whole body first, so a bad one changes nothing."""
-    allowed = {*SandboxOptions.__dataclass_fields__, "webhook_url", "rate_limit_per_minute"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise bad_request(f"Unknown options: {', '.join(unknown)}.")
+    reject_unknown(
+        body,
+        {*SandboxOptions.__dataclass_fields__, "webhook_url", "rate_limit_per_minute"},
+        "options",
+    )
     changes = {
         name: choice(body, name, literal) for name, literal in _CHOICES.items() if name in body
     }

@@ -4,7 +4,7 @@ their messages, and the campaign fields both the create call and a seed take."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast, get_args
 from urllib.parse import parse_qsl, quote
@@ -32,6 +32,13 @@ def non_negative_int(body: Mapping[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise bad_request(f"{name} must be a non-negative integer.")
     return value
+
+
+def reject_unknown(body: Mapping[str, Any], known: Iterable[str], what: str) -> None:
+    """A control body names only settings the sandbox has: a typo is refused, not ignored."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise bad_request(f"Unknown {what}: {', '.join(unknown)}.")
 
 
 def choice(body: Mapping[str, Any], name: str, literal: Any) -> Any:

@@ -15,7 +15,7 @@ import httpx
 
 from devstack.sandbox.errors import bad_request
 from devstack.sandbox.store import Campaign, utc_now_iso
-from devstack.sandbox.validation import non_negative_int
+from devstack.sandbox.validation import non_negative_int, reject_unknown
 
 WEBHOOK_TIMEOUT_S: Final = 5.0
 # Long-poll cap for GET /_sandbox/webhooks?min_count=..., so a forgotten waiter cannot pin a thread.
@@ -44,10 +44,7 @@ class WebhookSettings:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> WebhookSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise bad_request(f"Unknown webhook settings: {', '.join(unknown)}.")
+        reject_unknown(body, cls.__dataclass_fields__, "webhook settings")
         mode = body.get("mode", "deliver")
         if mode not in get_args(WebhookMode):
             raise bad_request(f"mode must be one of {list(get_args(WebhookMode))}.")
