@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
@@ -16,12 +15,13 @@ from devstack.sandbox.control_api import ControlApi
 from devstack.sandbox.http import MAX_BODY_BYTES, QuietRequestHandler, error_response
 from devstack.sandbox.state import SandboxState
 from devstack.sandbox.vendor_api import API_PREFIX, VendorApi, consent_url
+from devstack.service import Service
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
-class MailiverySandbox:
+class MailiverySandbox(Service):
     """The vendor API under /api/v1 plus the /_sandbox control surface, on 127.0.0.1.
 
     Usable as a context manager. One instance serves once: start(), then stop().
@@ -68,7 +68,7 @@ class MailiverySandbox:
 
     # ---- lifecycle
 
-    def start(self) -> MailiverySandbox:
+    def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("sandbox already started")
         handler = WSGIRequestHandler if self._log_requests else QuietRequestHandler
@@ -93,17 +93,6 @@ class MailiverySandbox:
             self._server.shutdown()
             self._thread.join(2.0)
         self._state.webhooks.stop()
-
-    def __enter__(self) -> MailiverySandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
