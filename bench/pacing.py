@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Final
 
 from devstack.testkit import atomic_dynamodb_writes
+from warmgate.aws import reset_session
 from warmgate.rate_budget import DEFAULT_BURST
 
 VENDOR_LIMIT: Final = 240  # requests per minute per API key (contract §1)
@@ -65,5 +66,12 @@ def in_process_aws() -> Iterator[None]:
     must be able to go faster than the budget lets them, even on a small shared machine."""
     from moto import mock_aws
 
-    with atomic_dynamodb_writes(), mock_aws():
-        yield
+    # moto intercepts through a botocore hook that a session copies when it is made: warmgate's
+    # session, if an earlier benchmark made it before moto was imported, would reach past the
+    # mock to AWS itself. A fresh one inside, and none of this one's clients left behind.
+    reset_session()
+    try:
+        with atomic_dynamodb_writes(), mock_aws():
+            yield
+    finally:
+        reset_session()
