@@ -54,8 +54,8 @@ from bench.cost import (
     per_invocation_dollars,
     total_rows,
 )
+from bench.pacing import epoch_seconds
 from bench.report import Goal, Row, Table, median, percentile, ratio
-from bench.throughput import epoch_seconds
 from warmgate.adapters import aws
 
 RAISED_LIMIT: Final = 6000  # Settings' maximum for MAILIVERY_REQUESTS_PER_MINUTE

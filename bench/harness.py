@@ -1,21 +1,20 @@
 """What the in-process benchmarks share: fresh handler modules, their environment, the events
 and records they consume, and a sink for the logs they write.
 
-Deliberately independent of tests/ (benchmarks must not break when a test helper changes), but
-built the same way: each `functions/<name>/app.py` is imported as a brand-new module after the
-environment is set, as Lambda does on a cold start.
+Independent of tests/ (benchmarks must not break when a test helper changes); the handler
+loader, the Lambda context and the environment block come from the one kit all share,
+`devstack.testkit`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import itertools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -33,22 +32,6 @@ TABLE: Final = "warmgate-bench-mailboxes"
 API_KEY: Final = "sandbox-key"
 REGION: Final = "eu-west-1"
 QUEUE_ARN: Final = f"arn:aws:sqs:{REGION}:123456789012:warmgate-WorkQueue"
-
-_loaded = itertools.count()
-
-
-def load_function(name: str) -> ModuleType:
-    """functions/<name>/app.py as a new module (its settings and clients bind to the current
-    environment); a unique module name per load, so two instances never share module globals
-    (the warmgate package itself is shared, as it is between two imports in one process)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_functions.{name}_{next(_loaded)}", ROOT / "functions" / name / "app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_event(name: str) -> dict[str, Any]:
@@ -74,25 +57,6 @@ def aws_environment(endpoint_url: str | None) -> dict[str, str | None]:
 
 
 @contextlib.contextmanager
-def environment(changes: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, for None, remove) variables; restore the previous values afterwards."""
-    previous = {name: os.environ.get(name) for name in changes}
-    try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
 def quiet_handlers() -> Iterator[None]:
     """Send the Powertools log lines and EMF blobs to a null sink instead of the terminal.
 
@@ -109,17 +73,6 @@ def quiet_handlers() -> Iterator[None]:
         finally:
             if previous is not None and isinstance(handler, logging.StreamHandler):
                 handler.setStream(previous)
-
-
-class LambdaContext:
-    function_name = "warmgate-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:warmgate-bench"
-    aws_request_id = "5b1d2a3c-0000-4000-8000-00000000bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000  # Lambda's longest timeout: the worker never stops a batch for time here
 
 
 def expectation(email: str, now: datetime | None = None) -> ExpectedMailbox:

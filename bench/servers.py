@@ -25,14 +25,15 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
+
+from devstack.service import Service
 
 READY: Final = "READY "
 STUB_SECRET_ARN: Final = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bench-AbCdEf"  # noqa: S105
 
 
-class BackgroundServer:
+class BackgroundServer(Service):
     """A `python -m bench.servers KIND ...` child; `url` once started. Stops only its own child."""
 
     def __init__(self, kind: str, *args: str, python: str = sys.executable) -> None:
@@ -40,17 +41,17 @@ class BackgroundServer:
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self) -> BackgroundServer:
+    def start(self) -> Self:
         return self.launch().ready()
 
-    def launch(self) -> BackgroundServer:
+    def launch(self) -> Self:
         """Start the child without waiting for it (see `running`: several start together)."""
         self._process = subprocess.Popen(
             self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         return self
 
-    def ready(self) -> BackgroundServer:
+    def ready(self) -> Self:
         """Wait for the launched child's READY line."""
         assert self._process is not None
         assert self._process.stdout is not None
@@ -79,17 +80,6 @@ class BackgroundServer:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager
@@ -193,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "moto":
         from moto.server import ThreadedMotoServer
 
-        from devstack.local_aws import atomic_dynamodb_writes
+        from devstack.testkit import atomic_dynamodb_writes
 
         atomic_dynamodb_writes().__enter__()  # for the child's whole life
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

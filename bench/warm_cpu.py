@@ -38,11 +38,8 @@ from bench.aws_calls import AwsCalls, CallLog
 from bench.harness import (
     API_KEY,
     TABLE,
-    LambdaContext,
     aws_environment,
-    environment,
     expectation,
-    load_function,
     pending_body,
     quiet_handlers,
     read_event,
@@ -51,8 +48,9 @@ from bench.harness import (
 )
 from bench.report import Goal, Row, Table, median, ratio
 from bench.servers import BackgroundServer, running
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.template import create_queues, create_table
+from devstack.testkit import LambdaContext, applied_environment, load_function
 from warmgate.adapters import aws
 from warmgate.adapters.budget import RateBudget
 from warmgate.adapters.dynamodb import MailboxRepository
@@ -137,7 +135,7 @@ def webhook_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
     context = LambdaContext()
     with (
         BackgroundServer("aws-stub", "--secret", EVENT_TOKEN) as stub,
-        environment(
+        applied_environment(
             {
                 **aws_environment(stub.url),
                 "WORK_QUEUE_URL": f"{stub.url}/123456789012/warmgate-WorkQueue",
@@ -263,7 +261,7 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
         ) as (moto, sandbox),
         SandboxControl(sandbox.url) as control,
     ):
-        with environment(aws_environment(moto.url)):
+        with applied_environment(aws_environment(moto.url)):
             # configured as the handler's: the baseline's client
             dynamodb = boto3.client("dynamodb", config=aws.CLIENT_CONFIG)
             sqs = boto3.client("sqs")
@@ -276,7 +274,7 @@ def worker_rows(quick: bool) -> tuple[list[Row], list[str], dict[str, Any]]:
             "MAILIVERY_BASE_URL": f"{sandbox.url}/api/v1",
             "MAILIVERY_API_KEY": API_KEY,
         }
-        with environment(env), quiet_handlers():
+        with applied_environment(env), quiet_handlers():
             bench = WorkerBench(load_worker(), control, dynamodb)
             for _ in range(2):  # warm-up: connections, caches, first-use imports
                 event = bench.fresh_batch()

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo(args)
     if command == "sandbox":
-        from devstack.sandbox import main as sandbox
+        from devstack.sandbox.cli import main as sandbox
 
         return sandbox(args)
     return run(args)

@@ -41,7 +41,7 @@ import httpx
 
 from devstack.event_bus import BusSubscription, event_line
 from devstack.local_aws import EVENT_BUS, LocalAws, local_name
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import LocalStack, StackError, StackOptions, TemplateError
 from devstack.template import load_template
 

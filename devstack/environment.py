@@ -5,18 +5,18 @@ the local essentials; and putting one function's environment into `os.environ` f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.errors import StackError, TemplateError
-from devstack.local_aws import ACCOUNT_ID, NAME_PREFIX, REGION, LocalResource
+from devstack.local_aws import NAME_PREFIX, REGION, LocalResource
+from devstack.testkit import ACCOUNT_ID
 
 if TYPE_CHECKING:  # functions.py builds on this module; only the type is needed here
     from devstack.functions import FunctionSpec
@@ -259,22 +259,3 @@ def function_environment(
     # A service-specific endpoint (AWS_ENDPOINT_URL_SQS …) would win over AWS_ENDPOINT_URL.
     environment.update({name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL_")})
     return environment
-
-
-@contextlib.contextmanager
-def applied_environment(changes: Mapping[str, str | None]) -> Iterator[None]:
-    """`changes` in os.environ (None = unset) while the block runs; the previous values after."""
-    previous = {name: os.environ.get(name) for name in changes}
-    try:
-        _set_environ(changes)
-        yield
-    finally:
-        _set_environ(previous)
-
-
-def _set_environ(values: Mapping[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value

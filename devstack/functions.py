@@ -6,24 +6,22 @@ invoked with a Lambda-like context, always inside its own environment (see devst
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 from devstack.aws_faults import SimulatedCrash, invocation
-from devstack.environment import Intrinsics, applied_environment, function_environment
+from devstack.environment import Intrinsics, function_environment
 from devstack.errors import StackError, TemplateError
-from devstack.local_aws import ACCOUNT_ID, REGION, LocalResource
+from devstack.local_aws import REGION, LocalResource
 from devstack.template import ROOT
+from devstack.testkit import LambdaContext, applied_environment, import_fresh
 
 log = logging.getLogger("devstack")
 
@@ -143,29 +141,7 @@ def _layer_dirs(
     return tuple(dirs)
 
 
-class LocalLambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
-
-    def __init__(self, spec: FunctionSpec, region: str) -> None:
-        now = datetime.now(UTC)
-        self.function_name = spec.logical_id  # sam local also uses the logical id
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}"
-        )
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.logical_id}"
-        self.log_stream_name = f"{now:%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self.identity = None
-        self.client_context = None
-        self._deadline = time.monotonic() + spec.timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-Handler = Callable[[Any, LocalLambdaContext], Any]
+Handler = Callable[[Any, LambdaContext], Any]
 
 
 class LocalFunction:
@@ -208,11 +184,7 @@ class LocalFunction:
         sys.path.insert(0, str(self.spec.code_dir))
         with self._running():
             try:
-                loader_spec = importlib.util.spec_from_file_location(module_name, path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise ImportError(f"cannot load {path}")
-                module = importlib.util.module_from_spec(loader_spec)
-                loader_spec.loader.exec_module(module)
+                module = import_fresh(path, module_name)
             except Exception as exc:
                 raise FunctionLoadError(
                     f"{self.logical_id} ({shown}) failed to import: {type(exc).__name__}: {exc}"
@@ -227,7 +199,7 @@ class LocalFunction:
         self.module, self._handler = module, handler
         return self
 
-    def invoke(self, event: Any, context: LocalLambdaContext | None = None) -> Any:
+    def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
         """Runs the handler once, like one Lambda invocation; its exceptions propagate, a
         SimulatedCrash as FunctionCrashed."""
         if self._handler is None:
@@ -259,8 +231,14 @@ class LocalFunction:
                         self.spec.timeout_s,
                     )
 
-    def context(self) -> LocalLambdaContext:
-        return LocalLambdaContext(self.spec, self._region)
+    def context(self) -> LambdaContext:
+        """A fresh one per invocation, its time counting down from the function's Timeout."""
+        return LambdaContext(
+            self.logical_id,  # sam local also uses the logical id
+            remaining_ms=self.spec.timeout_s * 1000,
+            memory_mb=self.spec.memory_mb,
+            region=self._region,
+        )
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:

@@ -13,8 +13,7 @@ import re
 import secrets
 import socket
 import string
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,8 +23,8 @@ from moto.server import ThreadedMotoServer
 
 from devstack.errors import StackError, TemplateError
 from devstack.template import create_queues, create_table
+from devstack.testkit import ACCOUNT_ID, atomic_dynamodb_writes
 
-ACCOUNT_ID: Final = "123456789012"  # moto's default account: the queue URLs and ARNs it makes
 REGION: Final = "us-east-1"  # sam local's default
 NAME_PREFIX: Final = "warmgate"  # warmgate-WorkQueue, warmgate-MailboxTable (as in env.json)
 SANDBOX_API_KEY: Final = "sandbox-key"  # the sandbox's default key
@@ -93,103 +92,6 @@ class MotoEndpoint:
         if self._werkzeug_level is not None:
             logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
         self._patches.close()
-
-
-# DynamoDBBackend methods that check a condition and then write.
-CONDITIONAL_WRITES: Final = ("put_item", "update_item", "delete_item", "transact_write_items")
-
-
-@contextlib.contextmanager
-def atomic_dynamodb_writes() -> Iterator[None]:
-    """DynamoDB evaluates a condition and applies the write as one step (per item; a whole
-    transaction at once). moto's backend has no lock, and its server is threaded, so two threads
-    could both pass the same condition: serialise its conditional writes while this is open.
-    Re-entrant, because a transaction writes through put_item / update_item.
-
-    Transactions also go through `_transaction` instead of moto's own, whose rollback copies
-    every table the transaction touches: O(table size) per call, 48 ms with 1,000 mailboxes,
-    which a benchmark draining 1,000 campaigns would measure instead of warmgate."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    originals = {name: getattr(DynamoDBBackend, name) for name in CONDITIONAL_WRITES}
-    replacements = {**originals, "transact_write_items": _transaction}
-    for name, implementation in replacements.items():
-
-        def locked(self: Any, *args: Any, _run: Any = implementation, **kwargs: Any) -> Any:
-            with lock:
-                return _run(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, locked)
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-
-def _transaction(backend: Any, transact_items: list[dict[str, Any]]) -> None:
-    """TransactWriteItems as DynamoDB runs it: every condition checked first, nothing written
-    unless all hold (CancellationReasons as moto reports them, the item with ALL_OLD); then
-    each Put, Update and Delete applied. Called under atomic_dynamodb_writes' lock."""
-    from moto.dynamodb.comparisons import get_filter_expression
-    from moto.dynamodb.exceptions import (
-        MultipleTransactionsException,
-        TooManyTransactionsException,
-        TransactionCanceledException,
-        TransactWriteSingleOpException,
-    )
-
-    if len(transact_items) > 100:
-        raise TooManyTransactionsException()
-    operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
-    targets: set[tuple[str, str]] = set()
-    for entry in transact_items:
-        if len(entry) != 1:
-            raise TransactWriteSingleOpException
-        (kind, operation), *_ = entry.items()
-        table = backend.get_table(operation["TableName"])
-        if kind == "Put":
-            attributes = operation["Item"]
-            key = {table.hash_key_attr: attributes[table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = attributes[table.range_key_attr]
-        else:
-            key = operation["Key"]
-        target = (operation["TableName"], str(sorted(key.items())))
-        if target in targets:
-            raise MultipleTransactionsException()
-        targets.add(target)
-        operations.append((kind, operation, key))
-        current = backend.get_item(operation["TableName"], key)
-        condition = operation.get("ConditionExpression")
-        if condition is None or get_filter_expression(
-            condition,
-            operation.get("ExpressionAttributeNames"),
-            operation.get("ExpressionAttributeValues"),
-        ).expr(current):
-            reasons.append((None, None, None))
-            continue
-        old = operation.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current
-        item = current.to_json()["Attributes"] if old else None
-        reasons.append(("ConditionalCheckFailed", "The conditional request failed", item))
-    if any(code is not None for code, _, _ in reasons):
-        raise TransactionCanceledException(reasons)
-    for kind, operation, key in operations:
-        name = operation["TableName"]
-        if kind == "Put":
-            backend.put_item(name, operation["Item"])
-        elif kind == "Update":
-            backend.update_item(
-                name,
-                key,
-                update_expression=operation["UpdateExpression"],
-                expression_attribute_names=operation.get("ExpressionAttributeNames"),
-                expression_attribute_values=operation.get("ExpressionAttributeValues"),
-            )
-        elif kind == "Delete":
-            backend.delete_item(name, key)
 
 
 def free_port(name: str, port: int) -> int:

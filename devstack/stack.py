@@ -46,8 +46,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, TextIO
+from typing import Any, Final, Self, TextIO
 
 from devstack import aws_faults
 from devstack.api_gateway import HttpRoute, LocalHttpApi, RouteError, routes_from_template
@@ -66,11 +65,9 @@ from devstack.functions import (
     FunctionLoadError,
     FunctionSpec,
     LocalFunction,
-    LocalLambdaContext,
     function_specs,
 )
 from devstack.local_aws import (
-    ACCOUNT_ID,
     EVENT_BUS,
     NAME_PREFIX,
     REGION,
@@ -82,10 +79,11 @@ from devstack.local_aws import (
     free_port,
     port_message,
 )
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
+from devstack.service import Service
 from devstack.stream_poller import sqs_destination
 from devstack.template import TEMPLATE, load_template
+from devstack.testkit import ACCOUNT_ID
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
 from warmgate.adapters.aws import reset_session
 from warmgate.adapters.budget import DEFAULT_BURST
@@ -108,7 +106,6 @@ __all__ = [
     "Intrinsics",
     "LocalAws",
     "LocalFunction",
-    "LocalLambdaContext",
     "LocalResource",
     "LocalStack",
     "MotoEndpoint",
@@ -168,7 +165,7 @@ class StackOptions:
     function_overrides: Mapping[str, str] = field(default_factory=dict)
 
 
-class LocalStack:
+class LocalStack(Service):
     """The whole stack; `with LocalStack(options) as stack:` or start() … stop()."""
 
     def __init__(self, options: StackOptions | None = None) -> None:
@@ -193,7 +190,7 @@ class LocalStack:
 
     # ---- lifecycle
 
-    def start(self) -> LocalStack:
+    def start(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -406,17 +403,6 @@ class LocalStack:
         reset_session()
         _clear_parameter_providers()
         self.aws_faults.clear()
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- addresses
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from devstack.errors import TemplateError
 from devstack.functions import FunctionCrashed, LocalFunction, literal_int
-from devstack.local_aws import ACCOUNT_ID, NAME_PREFIX, REGION, LocalResource
+from devstack.local_aws import NAME_PREFIX, REGION, LocalResource
 from devstack.sqs_poller import poll_once
 from devstack.stream_poller import OnFailure, ShardReader, StreamMappingSettings, StreamPoller
+from devstack.testkit import ACCOUNT_ID
 
 log = logging.getLogger("devstack")
 

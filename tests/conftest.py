@@ -6,9 +6,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from devstack.sandbox import MailiverySandbox
+
+# These machines are shared and noisy: how fast inputs are generated says nothing about the code,
+# so Hypothesis's speed health checks and per-example deadlines are off for every test. Each
+# property keeps its own number of examples; correctness checks are unchanged.
+settings.register_profile("warmgate", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("warmgate")
 
 
 @pytest.fixture

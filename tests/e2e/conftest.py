@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import LocalStack, StackOptions
 from tests.openapi_contract import assert_conforms
 

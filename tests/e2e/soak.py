@@ -56,7 +56,7 @@ import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.aws_faults import AwsFault, AwsFaults, Invocation
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import LocalStack, StackOptions
 from tests.openapi_contract import assert_conforms
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import LocalStack
 from tests.e2e.conftest import unique_email
 from tests.e2e.test_local_stack import (

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import (
     ACCOUNT_ID,
     FunctionLoadError,

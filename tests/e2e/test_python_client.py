@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.credentials import Credentials
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
 from devstack.stack import ACCOUNT_ID, LocalStack
 from tests.e2e.conftest import eventually, unique_email
 from warmgate_client import Conflict, MailboxRecord, NotFound, WarmgateClient

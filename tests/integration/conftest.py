@@ -14,14 +14,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.local_aws import atomic_dynamodb_writes
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.template import create_queues, create_table
+from devstack.testkit import LambdaContext, atomic_dynamodb_writes, load_function
 from tests.integration.harness import (
     TABLE,
     Stack,
-    load_function,
     read_event,
     set_environment,
 )
@@ -98,17 +96,9 @@ def load_handler() -> Callable[[str], ModuleType]:
     return load_function
 
 
-class FakeLambdaContext:
-    function_name = "WebhookFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{AWS_REGION}:123456789012:function:WebhookFunction"
-    aws_request_id = "0d6c8f0a-1d1e-4c3a-9e55-1b7a3c2f4d11"
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LambdaContext:
+    return LambdaContext("WebhookFunction", region=AWS_REGION)
 
 
 @pytest.fixture

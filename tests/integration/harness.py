@@ -4,7 +4,6 @@ handlers read, and a `Stack` that drives onboarding → sandbox consent → work
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import SandboxControl
+from devstack.testkit import LambdaContext
 from warmgate.adapters.dynamodb import MailboxRepository
 from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso
@@ -31,33 +31,6 @@ def read_event(name: str) -> dict[str, Any]:
     """An events/<name> file as a fresh dict (tests may change it)."""
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py as a brand-new module, after the test set the environment,
-    so module-level settings and clients bind inside the test's mocks."""
-    spec = importlib.util.spec_from_file_location(
-        f"functions.{name}.app", ROOT / "functions" / name / "app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class LambdaContext:
-    function_name = "warmgate-test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:warmgate-test"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-
-    def __init__(self, remaining_ms: int = 900_000) -> None:
-        self.remaining_ms = remaining_ms  # default: Lambda's longest timeout, 15 minutes
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def set_environment(monkeypatch: pytest.MonkeyPatch, mailivery_base_url: str) -> None:

@@ -15,8 +15,9 @@ from botocore.config import Config
 
 from devstack.event_bus import BusSubscription
 from devstack.stream_poller import ShardReader
+from devstack.testkit import LambdaContext, load_function
 from tests.event_faults import PutEventsFaults
-from tests.integration.harness import TABLE, LambdaContext, Stack, load_function, read_event
+from tests.integration.harness import TABLE, Stack, read_event
 from tests.integration.harness import pending as pending_message
 from tests.unit.test_mailbox_events import validator
 from warmgate.settings import SettingsError

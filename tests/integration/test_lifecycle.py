@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
-    ADA,
-    TABLE,
-    LambdaContext,
-    Stack,
-    load_function,
-    message,
-    read_event,
-)
+from devstack.testkit import LambdaContext, load_function
+from tests.integration.harness import ADA, TABLE, Stack, message, read_event
 from tests.integration.harness import pending as pending_message
 from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.mailboxes import UNKNOWN_OUTCOME_SETTLE, iso

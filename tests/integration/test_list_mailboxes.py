@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import LambdaContext, Stack, load_function, read_event
+from devstack.testkit import LambdaContext, load_function
+from tests.integration.harness import Stack, read_event
 from warmgate.adapters import dynamodb as repository
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/alice-backend"

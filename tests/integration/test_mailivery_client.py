@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,

@@ -16,16 +16,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.template import create_queues, create_table
-from tests.integration.harness import (
-    API_KEY,
-    TABLE,
-    LambdaContext,
-    load_function,
-    read_event,
-)
+from devstack.testkit import LambdaContext, load_function
+from tests.integration.harness import API_KEY, TABLE, read_event
 
 CONSENT_PATH = "/api/v1/campaigns/ms-graph"
 

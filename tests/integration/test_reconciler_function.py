@@ -10,16 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
-    ADA,
-    TABLE,
-    LambdaContext,
-    Stack,
-    load_function,
-    message,
-    pending,
-    read_event,
-)
+from devstack.testkit import LambdaContext, load_function
+from tests.integration.harness import ADA, TABLE, Stack, message, pending, read_event
 from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor
 from warmgate.adapters.mailivery import UnexpectedResponse
 from warmgate.domain.mailboxes import iso

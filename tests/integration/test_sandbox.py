@@ -20,8 +20,12 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack.sandbox import CONSENT_CLIENT_ID, MailiverySandbox
-from devstack.sandbox_control import SandboxControl, SandboxControlError
+from devstack.sandbox import (
+    CONSENT_CLIENT_ID,
+    MailiverySandbox,
+    SandboxControl,
+    SandboxControlError,
+)
 
 KEY = "sandbox-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -18,7 +18,8 @@ import pytest
 
 from bench.aws_calls import AwsCalls, CallLog
 from devstack.template import resource
-from tests.integration.harness import ADA, Stack, load_function, message, pending
+from devstack.testkit import load_function
+from tests.integration.harness import ADA, Stack, message, pending
 from warmgate.adapters import aws
 
 # A transaction is authorized by the actions of the writes inside it (IAM has no action of its

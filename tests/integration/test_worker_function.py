@@ -19,18 +19,16 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
-from devstack.sandbox import MailiverySandbox
-from devstack.sandbox_control import SandboxControl
+from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.sqs_poller import poll_once
 from devstack.template import create_queues, create_table
+from devstack.testkit import LambdaContext, load_function
 from tests.integration.harness import (
     ADA,
     API_KEY,
     TABLE,
-    LambdaContext,
     Stack,
     expectation,
-    load_function,
     message,
     pending,
     read_event,

@@ -10,6 +10,7 @@ from bench.aws_calls import attribute_size, dynamodb_units, item_size
 from bench.cold_init import ImportRecord, parse_importtime, top_imports
 from bench.cost import PRICES, FunctionUsage, Usage, components, per_invocation_dollars
 from bench.e2e import latencies
+from bench.pacing import busiest_window, epoch_seconds, first_minute, steady_state
 from bench.report import (
     Goal,
     Row,
@@ -23,7 +24,6 @@ from bench.report import (
     ratio,
 )
 from bench.servers import aws_stub_answer
-from bench.throughput import busiest_window, epoch_seconds, first_minute, steady_state
 from bench.warm_cpu import entry_shares, merge
 
 # --- statistics ----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """A thin client for the Mailivery sandbox's `/_sandbox` control endpoints.
 
 Tests and dev tools drive the sandbox over HTTP through this class, so a sandbox running in
-another process (`python -m devstack.sandbox`) is driven exactly like one started in-process.
-It imports nothing from the sandbox module and nothing from `warmgate`.
+another process is driven exactly like one started in-process.
+It imports nothing else of the sandbox and nothing from `warmgate`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+from devstack.sandbox.cli import main
+
+raise SystemExit(main())
