@@ -136,7 +136,7 @@ class RateBudget:
         if per_minute <= burst:
             raise ValueError(f"per_minute ({per_minute}) must be greater than burst ({burst})")
         self._burst = burst
-        window = round((60 + SEND_MARGIN + WAIT_STEP) * MICROS)  # as the module docstring says
+        window = round((60 + SEND_MARGIN + WAIT_STEP) * MICROS)  # µs; see the module docstring
         self._interval = window // (per_minute - burst + 1) + 1  # T
         self._tolerance = (burst - 1) * self._interval  # τ
         self._client = client
