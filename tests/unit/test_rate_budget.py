@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from warmgate.adapters.budget import (
@@ -199,8 +199,10 @@ def stored_tat(fake: FakeDynamoDB) -> int:
 
 
 def max_in_any_window(times: list[float], window: float = 60.0 + SEND_MARGIN) -> int:
-    """The most timestamps in any closed interval [t, t + window] (closed: stricter); by
-    default a minute and the margin a request has to reach Mailivery after its grant."""
+    """The most timestamps in any closed interval [t, t + window]; by default a minute and the
+    margin a request has to reach Mailivery after its grant. The contract says only "240 a
+    minute"; a rolling minute as the sandbox counts it is half-open (a request exactly 60 s old
+    has left it). Closed is the stricter: it also counts two grants exactly `window` apart."""
     ordered = sorted(times)
     return max(
         (bisect.bisect_right(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
@@ -215,8 +217,8 @@ def test_refill_per_second_defaults_leave_room_for_the_burst(
 ) -> None:
     budget = RateBudget(fake, TABLE, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
-    # T = 254202 µs: floor(60.5 s / T) = 237, so 60 s and the send margin hold at most
-    # 3 + 237 = 240 grants ...
+    # T = 60.501 s // 238 + 1 µs = 254206 µs: floor(60.5 s / T) = 237, so 60 s and the send
+    # margin hold at most 3 + 237 = 240 grants ...
     assert budget.most_in(60 + SEND_MARGIN) == 240
     assert budget.most_in(60) == 239
     # ... and once the burst is spent, 236 a minute (98.3 % of 240).
@@ -265,7 +267,7 @@ def test_acquire_after_burst_sleeps_one_emission_interval(
 
     budget.acquire(max_wait=1.0)
 
-    # T = 60.5 s // 231 + 1 µs = 261905 µs, slept in whole milliseconds, rounded up
+    # T = 60.501 s // 231 + 1 µs = 261910 µs, slept in whole milliseconds, rounded up
     assert clock.sleeps == [pytest.approx(0.262)]
     assert fake.calls == ["UpdateItem"] * 11
 
@@ -308,7 +310,7 @@ def test_acquire_stores_only_the_theoretical_arrival_time_in_whole_microseconds(
     item = fake.items[KEY]
     assert set(item) == {"pk", "tat"}
     assert re.fullmatch(r"\d+", item["tat"]["N"])
-    assert stored_tat(fake) == 1_700_000_000_123_456 + 261_905  # the clock floored, plus T
+    assert stored_tat(fake) == 1_700_000_000_123_456 + 261_910  # the clock floored, plus T
 
 
 def test_acquire_item_of_the_earlier_token_bucket_counts_as_idle(
@@ -372,7 +374,7 @@ def test_acquire_waiting_instances_book_their_tokens_ahead_one_write_each(
     # Each books the next free token with one write and sleeps until its time: no race.
     assert fake.calls == ["UpdateItem", "UpdateItem"]
     assert fake.refused == 1  # only `theirs` learning where the bucket stood, before
-    assert clock.now - start == pytest.approx(2 * 0.261905, abs=0.003)
+    assert clock.now - start == pytest.approx(2 * 0.261910, abs=0.003)
 
 
 def test_acquire_transaction_holding_the_item_is_waited_out_within_max_wait(
@@ -506,22 +508,24 @@ _groups = st.lists(
 
 
 @pytest.mark.parametrize("instances", [2, 10])
-# Derandomized on purpose, pending an investigation: one CI run (random seed, 2 instances) found
-# 32 grants in a closed 60.5 s window where per_minute was 31. Until that case is understood
-# and fixed, CI runs this search from a fixed seed, so that a build does not pass or fail by
-# chance; the open counterexample is recorded in the closing note of issue 17.
-@settings(
-    max_examples=75,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-)
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     per_minute=st.integers(min_value=2, max_value=300),
     burst_share=st.floats(min_value=0.0, max_value=1.0),
     start_offset=st.floats(min_value=0.0, max_value=1.0),
     groups=_groups,
     interleave_seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+# Found by a CI run: 32 grants in 60.5 s at per_minute=31, burst 1. Waits are slept in whole
+# milliseconds, rounded up: the 2nd grant went out 0.387 ms after its token's time, the 33rd
+# 0.382 ms after its own, so 31 T = 60.500003 s of tokens took 60.499998 s of grants. T now
+# allows for that rounding (WAIT_STEP).
+@example(
+    per_minute=31,
+    burst_share=0.0,
+    start_offset=0.0,
+    groups=[(0, 1, 0.0, 0, False), (0, 32, 2.0, 0, False)],
+    interleave_seed=0,
 )
 def test_acquire_random_traffic_never_exceeds_per_minute_in_any_window(
     instances: int,

@@ -8,14 +8,18 @@ it. The limiter lives in one MailboxTable item (`budget#mailivery`, see reposito
 GCRA (the generic cell rate algorithm) with emission interval T and tolerance τ: a request at
 time t conforms when tat <= t + τ, and then sets tat = max(t, tat) + T. That is a token bucket
 of `burst` tokens refilled one per T (τ = (burst - 1)·T), kept as one timestamp. Any closed
-window of W seconds holds at most burst + floor(W / T) grants: the first at its start, then one
-per T, plus the burst - 1 of the tolerance. T is the shortest whole number of microseconds with
-floor((60 s + SEND_MARGIN) / T) <= per_minute - burst: no window of 60 s + SEND_MARGIN holds
-more than per_minute grants, whatever the request pattern and however many instances take
-tokens, so no rolling minute at Mailivery does either while each request reaches it within
-SEND_MARGIN of its grant (the token's write answering, then the request's own trip). Without
-the margin the bound is exact and a request delayed by a few milliseconds can make a 241st in
-a minute. The sustained rate is (per_minute - burst + 1) · 60 / (60 + SEND_MARGIN) a minute.
+window of W seconds holds at most burst + floor(W / T) tokens: the first at its start, then one
+per T, plus the burst - 1 of the tolerance. A grant, the moment acquire returns and the request
+may go out, comes at its token's time or less than WAIT_STEP after it (below), so the grants of
+n tokens can span up to WAIT_STEP less than the tokens do: the first late by almost WAIT_STEP,
+the last on time. T is the shortest whole number of microseconds with
+floor((60 s + SEND_MARGIN + WAIT_STEP) / T) <= per_minute - burst: no closed window of
+60 s + SEND_MARGIN holds more than per_minute grants, whatever the request pattern and however
+many instances take tokens, so no rolling minute at Mailivery does either while each request
+reaches it within SEND_MARGIN of its grant (the token's write answering, then the request's own
+trip). Without the margin the bound is exact and a request delayed by a few milliseconds can
+make a 241st in a minute. The sustained rate is (per_minute - burst + 1) · 60 / (60 + SEND_MARGIN
++ WAIT_STEP) a minute.
 
 A token costs one conditional UpdateItem and no read. Which update depends on where tat stands:
   idle  (tat <= t)          SET tat = t + T      if the item has no tat, or tat <= t
@@ -30,8 +34,9 @@ A token is not waited for before it is taken: it is booked up to max_wait ahead 
 bound is t + τ + max_wait), then slept for until its time, tat - T - τ, which the update
 returns (ReturnValues=UPDATED_NEW) or, for a transaction, the exact condition gives. Instances
 waiting for tokens then take one write each, in turn, instead of all waking at the same moment
-and racing for the first one. The request goes out at its token's time: the bound above holds
-for it as for any other grant.
+and racing for the first one. The sleep is in whole milliseconds, rounded up (WAIT_STEP), so
+the request goes out at its token's time or less than WAIT_STEP after it: the bound above
+allows for that.
 
 `acquire_with` takes the token in one transaction with another conditional write: the worker's
 claim before a start/resume/delete, so the call that follows the claim costs no DynamoDB call of
@@ -43,9 +48,11 @@ the token's time, are then known): another instance's token since refuses it, an
 again with the value the refusal returned.
 
 Time is kept in whole microseconds, the clock read rounded down: a window of 60 s then spans
-exactly 60,000,000 of them, and rounding never admits more. An item left by the earlier token
-bucket (`tokens`, `updated_at`, no `tat`) counts as idle: the first acquire after that deploy
-may admit a full burst. Callers need dynamodb:UpdateItem.
+exactly 60,000,000 of them, a token is never dated after the moment it was taken (no request
+goes out before its token's time), and the part of a microsecond it may be dated before that is
+within WAIT_STEP. An item left by the earlier token bucket (`tokens`, `updated_at`, no `tat`)
+counts as idle: the first acquire after that deploy may admit a full burst. Callers need
+dynamodb:UpdateItem.
 """
 
 from __future__ import annotations
@@ -64,11 +71,14 @@ if TYPE_CHECKING:
 
 MICROS = 1_000_000  # microseconds per second
 # Small on purpose: once the initial burst is spent, the sustained rate is (per_minute - burst
-# + 1) · 60 / (60 + SEND_MARGIN) a minute, so 3 keeps 236 of Mailivery's 240/min (98.3 %) while
-# still absorbing a short spike (the worker takes one token at a time).
+# + 1) · 60 / (60 + SEND_MARGIN + WAIT_STEP) a minute, so 3 keeps 236 of Mailivery's 240/min
+# (98.3 %) while still absorbing a short spike (the worker takes one token at a time).
 DEFAULT_BURST = 3
 # How long after its grant a request may reach Mailivery without risking its rolling minute.
 SEND_MARGIN = 0.5
+# Waits for a token are slept in whole milliseconds, rounded up: an acquire returns less than
+# this long after its token's time, and the emission interval is sized for it.
+WAIT_STEP = 0.001
 MAX_CONFLICTS = 20  # failed attempts in one acquire before giving up
 CONFLICT_RETRY_AFTER = 0.05  # seconds; heavy contention clears fast, the caller backs off a bit
 CONFLICT_PAUSE = 0.01  # seconds; a transaction was holding the item: let it finish
@@ -126,7 +136,8 @@ class RateBudget:
         if per_minute <= burst:
             raise ValueError(f"per_minute ({per_minute}) must be greater than burst ({burst})")
         self._burst = burst
-        self._interval = int((60 + SEND_MARGIN) * MICROS) // (per_minute - burst + 1) + 1  # T
+        window = round((60 + SEND_MARGIN + WAIT_STEP) * MICROS)  # µs; see the module docstring
+        self._interval = window // (per_minute - burst + 1) + 1  # T
         self._tolerance = (burst - 1) * self._interval  # τ
         self._client = client
         self._table = table_name
@@ -140,7 +151,7 @@ class RateBudget:
         return MICROS / self._interval
 
     def most_in(self, seconds: float) -> int:
-        """The most requests any closed window of `seconds` can hold: burst + floor(W / T)."""
+        """The most tokens any closed window of `seconds` can hold: burst + floor(W / T)."""
         return self._burst + math.floor(seconds * MICROS) // self._interval
 
     def acquire(self, max_wait: float = DEFAULT_MAX_WAIT) -> None:
@@ -249,7 +260,8 @@ class RateBudget:
 
 
 def _milliseconds(micros: int) -> float:
-    """A wait in seconds, in whole milliseconds rounded up: after it, the token is due."""
+    """A wait in seconds, in whole milliseconds (WAIT_STEP) rounded up: after it, the token is
+    due."""
     return math.ceil(micros / 1000) / 1000
 
 
