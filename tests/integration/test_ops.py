@@ -359,6 +359,20 @@ def test_dlq_redrive_failed_send_keeps_message_in_dlq_exit_3(
     assert queue_size(stack, stack.queue_url) == {"visible": 0, "hidden": 0}
 
 
+def test_dlq_redrive_cannot_use_message_move_task_locally(stack: Stack, dlq_url: str) -> None:
+    """One reason redrive receives and sends (warmgate_ops.dead_letters): moto has no
+    StartMessageMoveTask. When this fails, moto has it: weigh the other reasons again."""
+    arns = [
+        stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        for url in (dlq_url, stack.queue_url)
+    ]
+
+    with pytest.raises(NotImplementedError, match="start_message_move_task"):
+        stack.sqs.start_message_move_task(SourceArn=arns[0], DestinationArn=arns[1])
+
+
 def test_dlq_redrive_moved_message_is_handled_by_the_worker(
     stack: Stack, dlq_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
