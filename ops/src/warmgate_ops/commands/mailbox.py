@@ -8,6 +8,7 @@ from typing import Any
 
 from warmgate.adapters.dynamodb import StaleRecord
 from warmgate.domain.emails import InvalidEmail, normalize_email
+from warmgate.domain.mailbox_views import mailbox_record
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, utc_now
 from warmgate_ops.config import (
     EXIT_NOT_FOUND,
@@ -43,7 +44,7 @@ def show_mailbox(args: argparse.Namespace, deployment: Deployment) -> int:
     record = deployment.repository().get(email)
     if record is None:
         raise OpsError(f"no record for {email}", EXIT_NOT_FOUND)
-    view = mailbox_view(record)
+    view = operator_view(record)
     if args.json:
         print_json(view)
         return EXIT_OK
@@ -58,34 +59,18 @@ def show_mailbox(args: argparse.Namespace, deployment: Deployment) -> int:
     return EXIT_OK
 
 
-def mailbox_view(record: ExpectedMailbox) -> dict[str, Any]:
-    """The record as JSON; the consent URL itself stays out (it is the owner's login link)."""
-    error = record.last_error
+def operator_view(record: ExpectedMailbox) -> dict[str, Any]:
+    """The record as the API shows it, and what only an operator acts on. Not the consent URL
+    (the owner's login link, not for a terminal or a ticket): whether one is live."""
+    now = utc_now()
+    view = mailbox_record(record, now)
+    del view["consent_url"]
     return {
-        "email": record.email,
-        "state": record.state.value,
-        "campaign_id": record.campaign_id,
-        "requested_by": record.requested_by,
-        "requested_by_principal": record.requested_by_principal,
-        "requested_at": record.requested_at,
-        "expires_at": record.expires_at,
-        "updated_at": record.updated_at,
-        "consent_link_live": record.has_live_link(utc_now()),
-        "request_kind": record.request_kind.value if record.request_kind else None,
-        "open_request": record.has_open_request(utc_now()),
+        **view,
+        "consent_link_live": record.has_live_link(now),
         "start_attempts": record.start_attempts,
-        "parked": record.parked,
         "outcome_unknown": record.outcome_unknown,
         "tags": list(record.tags),
-        "last_error": None
-        if error is None
-        else {
-            "code": error.code,
-            "message": error.message,
-            "at": error.at,
-            "request_id": error.request_id,
-        },
-        "history": [t.to_dict() for t in record.history],
     }
 
 
@@ -94,7 +79,7 @@ def list_mailboxes(args: argparse.Namespace, deployment: Deployment) -> int:
     records = sorted(deployment.repository().scan_mailboxes(states), key=lambda r: r.email)
     counts = Counter(r.state.value for r in records)
     if args.json:
-        views = [{k: v for k, v in mailbox_view(r).items() if k != "history"} for r in records]
+        views = [{k: v for k, v in operator_view(r).items() if k != "history"} for r in records]
         print_json({"mailboxes": views, "counts": dict(sorted(counts.items()))})
         return EXIT_OK
     rows = ((r.email, r.state.value, r.campaign_id, r.updated_at) for r in records)
