@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,9 @@ class RedriveReport:
 
 @dataclass(slots=True)
 class _Tally:
-    sent: set[str]
+    """A redrive's counts as it goes."""
+
+    sent: set[str] = field(default_factory=set)  # message ids: one received twice is sent once
     failed: int = 0
     not_deleted: int = 0
 
@@ -120,7 +122,7 @@ class DeadLetterQueue:
         A crash between the two leaves that one message in both queues; the worker dedups it
         (the claim or the ledger entry of its campaign), so a re-run is safe.
         """
-        tally = _Tally(sent=set())
+        tally = _Tally()
         taken = 0
         for _ in range(limit):  # bounded: every round takes at least one message or stops
             batch = self._take(min(SQS_BATCH, limit - taken))
