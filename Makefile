@@ -18,13 +18,15 @@ CFN_LINT := $(VENV_SAM)/bin/cfn-lint
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt clients/python/pyproject.toml
+$(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt clients/python/pyproject.toml ops/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found: install it (e.g. 'pyenv install $(PYTHON_MINOR)') or pass PYTHON=/path/to/python$(PYTHON_MINOR)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	# The integrators' client (clients/python), editable; its botocore/httpx are dev.txt's pins.
 	$(PY) -m pip install --quiet --no-deps -e clients/python
+	# The operator CLI (ops/, `warmgate-ops`), editable; it runs on the layer below.
+	$(PY) -m pip install --quiet --no-deps -e ops
 	# The layer's package and the repo root (devstack, bench) are importable as they are in Lambda.
 	printf '%s\n' $(CURDIR)/layers/common $(CURDIR) > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/warmgate-dev.pth
 	touch $@

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,13 +20,8 @@ from warmgate.api.http import (
     decode_body,
     parse_json_object,
 )
-from warmgate.domain.mailboxes import (
-    STATE_DESCRIPTIONS,
-    ExpectedMailbox,
-    MailboxState,
-    next_states,
-    utc_now,
-)
+from warmgate.domain.mailbox_views import mailbox_record, mailbox_summary
+from warmgate.domain.mailboxes import utc_now
 from warmgate.observability import logger, metrics
 from warmgate.services.onboarding import MailboxListQuery, MailboxRequest
 from warmgate.settings import MAILIVERY_API_KEY, load_settings
@@ -71,7 +65,7 @@ def list_mailboxes() -> Response[str]:
     return _json(
         200,
         {
-            "mailboxes": [_summary_view(mailbox, now) for mailbox in listing.mailboxes],
+            "mailboxes": [mailbox_summary(mailbox, now) for mailbox in listing.mailboxes],
             "next_cursor": listing.next_cursor,
         },
     )
@@ -79,13 +73,13 @@ def list_mailboxes() -> Response[str]:
 
 @app.get("/mailboxes/<email>")
 def get_mailbox(email: str) -> Response[str]:
-    return _json(200, _record_view(service.get(unquote(email))))
+    return _json(200, mailbox_record(service.get(unquote(email)), utc_now()))
 
 
 @app.delete("/mailboxes/<email>")
 def withdraw_mailbox(email: str) -> Response[str]:
     principal = caller_principal(app.current_event.raw_event)
-    return _json(200, _record_view(service.withdraw(unquote(email), principal)))
+    return _json(200, mailbox_record(service.withdraw(unquote(email), principal), utc_now()))
 
 
 @app.post("/mailboxes/<email>/resume")
@@ -93,7 +87,7 @@ def resume_mailbox(email: str) -> Response[str]:
     principal = caller_principal(app.current_event.raw_event)
     mailbox = service.request_resume(unquote(email), principal)
     metrics.add_metric("ResumeRequested", "Count", 1)
-    return _json(202, _record_view(mailbox))
+    return _json(202, mailbox_record(mailbox, utc_now()))
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
@@ -111,44 +105,6 @@ def answer_error(exc: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-
-def _summary_view(mailbox: ExpectedMailbox, now: datetime) -> dict[str, Any]:
-    """A mailbox in a listing (openapi.yaml MailboxSummary)."""
-    return {
-        "email": mailbox.email,
-        "state": mailbox.state.value,
-        "expired": mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now),
-        "parked": mailbox.parked,
-        "request_kind": mailbox.request_kind.value if mailbox.request_kind else None,
-        "open_request": mailbox.has_open_request(now),
-        "campaign_id": mailbox.campaign_id,
-        "requested_by": mailbox.requested_by,
-        "requested_by_principal": mailbox.requested_by_principal,
-        "requested_at": mailbox.requested_at,
-        "expires_at": mailbox.expires_at,
-        "updated_at": mailbox.updated_at,
-    }
-
-
-def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
-    """One mailbox's whole record (openapi.yaml MailboxRecord): the summary and more."""
-    now = utc_now()
-    return {
-        **_summary_view(mailbox, now),
-        "state_description": STATE_DESCRIPTIONS[mailbox.state],
-        "next_states": [state.value for state in next_states(mailbox.state)],
-        "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
-        "last_error": None
-        if mailbox.last_error is None
-        else {
-            "code": mailbox.last_error.code,
-            "message": mailbox.last_error.message,
-            "at": mailbox.last_error.at,
-            "request_id": mailbox.last_error.request_id,
-        },
-        "history": [t.to_dict() for t in mailbox.history],
-    }
 
 
 def _json(

@@ -21,7 +21,7 @@ the webhook token is rotated (current → previous) while webhooks arrive. The v
 240/min is time-scaled as in bench/throughput.py (StackOptions.time_scale).
 
 It ends when every mailbox reached its end (warming, withdrawn, or parked) and the queues are
-worked off; a message that reached WorkDLQ is explained, redriven with `warmgate.ops dlq
+worked off; a message that reached WorkDLQ is explained, redriven with `warmgate-ops dlq
 redrive`, and worked off too. Then three independent ledgers are reconciled: the sandbox's call
 and webhook logs, the table, and what the functions sent to and took from the queues (the
 stack's ledger) with the queues' own contents. Any mismatch is printed to stderr naming its
@@ -838,8 +838,8 @@ def _settle(run: SoakRun, deadline: float) -> None:
 
 
 def _redrive_dead_letters(run: SoakRun) -> bool:
-    """What an operator does on the WorkDLQ alarm: look (`warmgate.ops dlq peek`), then move
-    the messages back (`warmgate.ops dlq redrive`). True if there was anything to move."""
+    """What an operator does on the WorkDLQ alarm: look (`warmgate-ops dlq peek`), then move
+    the messages back (`warmgate-ops dlq redrive`). True if there was anything to move."""
     if _queue_depth(run.stack, "WorkDLQ") == 0:
         return False
     letters = json.loads(_ops(run, "dlq", "peek", "--max", "1000", "--json"))
@@ -854,7 +854,7 @@ def _ops(run: SoakRun, *command: str) -> str:
         [
             sys.executable,
             "-m",
-            "warmgate.ops",
+            "warmgate_ops",
             "--queue-url",
             stack.queue_url("WorkQueue"),
             "--dlq-url",
@@ -874,7 +874,7 @@ def _ops(run: SoakRun, *command: str) -> str:
         check=False,
     )
     if done.returncode != 0:
-        run.problems.append(f"warmgate.ops {' '.join(command)} failed: {done.stderr.strip()}")
+        run.problems.append(f"warmgate-ops {' '.join(command)} failed: {done.stderr.strip()}")
     return done.stdout
 
 

@@ -1,6 +1,6 @@
-"""The operations CLI (`python -m warmgate.ops`) against moto and the Mailivery sandbox.
+"""The operations CLI (`warmgate-ops`, ops/) against moto and the Mailivery sandbox.
 
-Called in-process through `warmgate.ops.main(argv)`, inside the `stack` fixture's moto, with the
+Called in-process through `warmgate_ops.cli.main(argv)`, inside the `stack` fixture's moto, with the
 environment the functions read; one smoke test runs it as a real process against a moto server.
 """
 
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,8 +20,9 @@ import pytest
 
 from devstack.template import create_table
 from tests.integration.harness import ADA, ROOT, TABLE, Stack, pending
-from warmgate import ops
 from warmgate.adapters.dynamodb import MailboxRepository
+from warmgate_ops import cli
+from warmgate_ops.config import EXIT_BAD_INPUT, EXIT_DEFERRED, EXIT_NOT_FOUND, EXIT_OK
 
 EVE = "eve@contoso.com"
 GRACE = "grace@contoso.com"
@@ -37,7 +39,7 @@ def dlq_url(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """The CLI's exit code, stdout and stderr (the handlers' earlier log lines discarded)."""
     capsys.readouterr()
-    code = ops.main(list(argv))
+    code = cli.main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -102,7 +104,7 @@ def test_mailbox_show_warming_mailbox_prints_record_and_history(
 
     code, out, _ = run(capsys, "mailbox", "show", "  Ada.Lovelace@CONTOSO.com ")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert ADA in out
     assert campaign_id in out
     history = out.split("history (oldest first)")[1].splitlines()
@@ -121,7 +123,7 @@ def test_mailbox_show_json_has_record_fields(
 
     code, out, _ = run(capsys, "mailbox", "show", ADA, "--json")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     record = json.loads(out)
     assert record["email"] == ADA
     assert record["state"] == "warming"
@@ -139,7 +141,7 @@ def test_mailbox_show_unknown_email_exits_1(
 ) -> None:
     code, out, err = run(capsys, "mailbox", "show", EVE)
 
-    assert code == ops.EXIT_NOT_FOUND
+    assert code == EXIT_NOT_FOUND
     assert out == ""
     assert f"no record for {EVE}" in err
 
@@ -149,7 +151,7 @@ def test_mailbox_show_invalid_email_exits_2_with_reason(
 ) -> None:
     code, _, err = run(capsys, "mailbox", "show", "not-an-address")
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert "not a plausible mailbox address" in err
 
 
@@ -160,7 +162,7 @@ def test_mailbox_show_look_alike_email_exits_2_instead_of_showing_another_mailbo
 
     code, out, err = run(capsys, "mailbox", "show", "\u212aate@contoso.com")  # KELVIN SIGN
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert out == ""
     assert "not ASCII" in err
 
@@ -176,7 +178,7 @@ def test_mailbox_list_state_filter_lists_only_that_state(
 
     code, out, _ = run(capsys, "mailbox", "list", "--state", "consent_requested")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert GRACE in out
     assert ADA not in out
     assert "consent_requested: 1" in out
@@ -194,7 +196,7 @@ def test_mailbox_list_all_states_counts_each_state(
     code, out, _ = run(capsys, "mailbox", "list")
     _, as_json, _ = run(capsys, "mailbox", "list", "--json")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.splitlines()[-3:] == ["consent_requested: 2", "warming: 1", "total: 3"]
     listing = json.loads(as_json)
     assert listing["counts"] == {"consent_requested": 2, "warming": 1}
@@ -206,7 +208,7 @@ def test_mailbox_list_unknown_state_exits_2(
 ) -> None:
     code, _, err = run(capsys, "mailbox", "list", "--state", "sleeping")
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert "sleeping" in err
 
 
@@ -223,7 +225,7 @@ def test_campaigns_unexpected_left_pending_campaign_is_listed(
     code, out, _ = run(capsys, "campaigns", "unexpected")
     _, as_json, _ = run(capsys, "campaigns", "unexpected", "--json")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     row = next(line for line in out.splitlines() if line.startswith(campaign_id))
     assert EVE in row
     assert "left_pending" in row
@@ -243,7 +245,7 @@ def test_campaigns_unexpected_empty_ledger_prints_none(
 
     code, out, _ = run(capsys, "campaigns", "unexpected")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.startswith("(none)")
     assert "total: 0" in out
 
@@ -258,7 +260,7 @@ def test_dlq_peek_shows_messages_and_leaves_them_in_place(
 
     code, out, _ = run(capsys, "dlq", "peek", "--json")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     shown = json.loads(out)
     assert sorted(m["campaign_id"] for m in shown) == ["4700", "4701", "4702"]
     assert {m["event_type"] for m in shown} == {"campaign.pending"}
@@ -274,7 +276,7 @@ def test_dlq_peek_max_limits_messages_shown(
 
     code, out, _ = run(capsys, "dlq", "peek", "--max", "12", "--wait", "0")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert "shown: 12" in out
     assert out.count("campaign.pending") == 12
     assert queue_size(stack, dlq_url) == {"visible": 14, "hidden": 0}
@@ -287,7 +289,7 @@ def test_dlq_peek_unreadable_body_is_shown_as_such(
 
     code, out, _ = run(capsys, "dlq", "peek", "--wait", "0")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert "<unreadable body>" in out
 
 
@@ -302,7 +304,7 @@ def test_dlq_redrive_twice_moves_each_message_once(
     first, out, err = run(capsys, "dlq", "redrive")
     second, again, _ = run(capsys, "dlq", "redrive")
 
-    assert (first, second) == (ops.EXIT_OK, ops.EXIT_OK)
+    assert (first, second) == (EXIT_OK, EXIT_OK)
     assert out.startswith("moved 12 message(s)")
     assert "moved 10/12" in err
     assert "moved 12/12" in err
@@ -323,7 +325,7 @@ def test_dlq_redrive_max_moves_only_that_many(
 
     code, out, _ = run(capsys, "dlq", "redrive", "--max", "3", "--wait", "0")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.startswith("moved 3 message(s)")
     assert queue_size(stack, stack.queue_url)["visible"] == 3
     assert queue_size(stack, dlq_url) == {"visible": 2, "hidden": 0}
@@ -336,7 +338,7 @@ def test_dlq_redrive_dry_run_moves_nothing(
 
     code, out, _ = run(capsys, "dlq", "redrive", "--dry-run", "--wait", "0")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert "dry run: would move 4 message(s)" in out
     assert queue_size(stack, dlq_url) == {"visible": 4, "hidden": 0}
     assert queue_size(stack, stack.queue_url) == {"visible": 0, "hidden": 0}
@@ -350,12 +352,26 @@ def test_dlq_redrive_failed_send_keeps_message_in_dlq_exit_3(
 
     code, out, err = run(capsys, "dlq", "redrive", "--wait", "0", "--queue-url", missing)
 
-    assert code == ops.EXIT_DEFERRED
+    assert code == EXIT_DEFERRED
     assert out.startswith("moved 0 message(s)")
     assert "2 not sent" in out
     assert err.count("not moved ") == 2
     assert queue_size(stack, dlq_url) == {"visible": 0, "hidden": 2}  # back after the hold
     assert queue_size(stack, stack.queue_url) == {"visible": 0, "hidden": 0}
+
+
+def test_dlq_redrive_cannot_use_message_move_task_locally(stack: Stack, dlq_url: str) -> None:
+    """One reason redrive receives and sends (warmgate_ops.dead_letters): moto has no
+    StartMessageMoveTask. When this fails, moto has it: weigh the other reasons again."""
+    arns = [
+        stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        for url in (dlq_url, stack.queue_url)
+    ]
+
+    with pytest.raises(NotImplementedError, match="start_message_move_task"):
+        stack.sqs.start_message_move_task(SourceArn=arns[0], DestinationArn=arns[1])
 
 
 def test_dlq_redrive_moved_message_is_handled_by_the_worker(
@@ -382,7 +398,7 @@ def test_campaign_redecide_expected_pending_starts_once(
     first, out, _ = run(capsys, "campaign", "redecide", campaign_id)
     second, again, _ = run(capsys, "campaign", "redecide", campaign_id)
 
-    assert (first, second) == (ops.EXIT_OK, ops.EXIT_OK)
+    assert (first, second) == (EXIT_OK, EXIT_OK)
     assert out.strip() == f"{campaign_id}: started"
     assert again.strip() == f"{campaign_id}: duplicate"  # warming with this campaign already
     assert len(stack.vendor_calls(f"/campaigns/{campaign_id}/start-warmup")) == 1
@@ -397,7 +413,7 @@ def test_campaign_redecide_dry_run_prints_decision_without_acting(
 
     code, out, _ = run(capsys, "campaign", "redecide", campaign_id, "--dry-run")
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.startswith("dry run: action start, outcome started")
     assert stack.vendor_calls("") == []  # no PATCH
     assert stack.mailbox()["state"] == "consent_requested"
@@ -411,7 +427,7 @@ def test_campaign_redecide_rate_limited_is_deferred_exit_3(
 
     code, out, _ = run(capsys, "campaign", "redecide", campaign_id)
 
-    assert code == ops.EXIT_DEFERRED
+    assert code == EXIT_DEFERRED
     assert out.startswith("deferred: ")
     assert "retry in " in out
     assert stack.mailbox()["state"] == "consent_requested"  # the claim was released
@@ -423,7 +439,7 @@ def test_campaign_redecide_unknown_campaign_exits_1(
 ) -> None:
     code, out, _ = run(capsys, "campaign", "redecide", "999999")
 
-    assert code == ops.EXIT_NOT_FOUND
+    assert code == EXIT_NOT_FOUND
     assert out.strip() == "999999: campaign_gone"
 
 
@@ -433,7 +449,7 @@ def test_campaign_redecide_unusable_campaign_id_exits_2_without_vendor_call(
 ) -> None:
     code, out, err = run(capsys, "campaign", "redecide", campaign_id)
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert out == ""
     assert "invalid campaign id: campaign id " in err
     assert stack.control.calls() == []
@@ -446,7 +462,7 @@ def test_campaign_redecide_logs_go_to_stderr(
 
     code, out, err = run(capsys, "campaign", "redecide", campaign_id)
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.strip() == f"{campaign_id}: unexpected_left"
     assert "campaign decision" in err
 
@@ -476,7 +492,7 @@ def test_missing_setting_exits_2_naming_the_variable(
 
     code, out, err = run(capsys, *argv)
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert out == ""
     assert f"missing setting {variable}" in err
 
@@ -488,7 +504,7 @@ def test_campaign_redecide_without_api_key_exits_2(
 
     code, _, err = run(capsys, "campaign", "redecide", "4711")
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert "MAILIVERY_API_KEY_SECRET" in err
 
 
@@ -504,7 +520,7 @@ def test_flags_override_environment(
     redrive = ["--wait", "0", "--dlq-url", dlq_url, "--queue-url", stack.queue_url]
     moved, _, _ = run(capsys, "dlq", "redrive", *redrive)
 
-    assert (listed, moved) == (ops.EXIT_OK, ops.EXIT_OK)
+    assert (listed, moved) == (EXIT_OK, EXIT_OK)
     assert ADA in out
     assert queue_size(stack, stack.queue_url)["visible"] == 1
 
@@ -538,10 +554,10 @@ def test_stack_option_reads_cloudformation_outputs(
     moved, _, _ = run(capsys, "--stack", "warmgate-dev", "dlq", "redrive", "--wait", "0")
     unknown, _, err = run(capsys, "mailbox", "list", "--stack", "warmgate-nope")
 
-    assert (listed, moved) == (ops.EXIT_OK, ops.EXIT_OK)
+    assert (listed, moved) == (EXIT_OK, EXIT_OK)
     assert ADA in out
     assert queue_size(stack, stack.queue_url)["visible"] == 2
-    assert unknown == ops.EXIT_BAD_INPUT
+    assert unknown == EXIT_BAD_INPUT
     assert "stack warmgate-nope" in err
 
 
@@ -554,7 +570,7 @@ def test_stack_option_missing_output_exits_2_without_env_fallback(
 
     code, out, err = run(capsys, "dlq", "peek", "--stack", "warmgate-partial", "--wait", "0")
 
-    assert code == ops.EXIT_BAD_INPUT
+    assert code == EXIT_BAD_INPUT
     assert out == ""
     assert "stack warmgate-partial has no output WorkDlqUrl" in err
 
@@ -587,37 +603,40 @@ def test_campaign_forget_dry_run_then_forget_removes_the_ledger_entry(
     stack.deliver(pending(campaign_id, EVE))  # left pending as unexpected
 
     dry, dry_out, _ = run(capsys, "campaign", "forget", campaign_id, "--dry-run")
-    assert (dry, stack.ledger(campaign_id) is not None) == (ops.EXIT_OK, True)
+    assert (dry, stack.ledger(campaign_id) is not None) == (EXIT_OK, True)
     assert dry_out.startswith(f"dry run: would forget campaign {campaign_id} (left_pending")
 
     code, out, _ = run(capsys, "campaign", "forget", campaign_id)
     again, _, err = run(capsys, "campaign", "forget", campaign_id)
 
-    assert code == ops.EXIT_OK
+    assert code == EXIT_OK
     assert out.startswith(f"forgot campaign {campaign_id}")
     assert stack.ledger(campaign_id) is None
-    assert again == ops.EXIT_NOT_FOUND
+    assert again == EXIT_NOT_FOUND
     assert f"no ledger entry for campaign {campaign_id}" in err
 
 
 @pytest.mark.slow
 def test_ops_process_against_moto_server_reads_the_table(moto_server: str) -> None:
+    """As an operator runs it: the module, and the console script `make setup` installed."""
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_server)
     create_table(dynamodb, "MailboxTable", TABLE)
     env = os.environ | {"AWS_ENDPOINT_URL": moto_server, "MAILBOX_TABLE_NAME": TABLE}
+    script = str(Path(sys.executable).with_name("warmgate-ops"))
 
-    found = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "warmgate.ops", "mailbox", "show", ADA],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    for command in ([sys.executable, "-m", "warmgate_ops"], [script]):
+        found = subprocess.run(  # noqa: S603 - our own interpreter and the CLI it installed
+            [*command, "mailbox", "show", ADA],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
-    assert found.returncode == ops.EXIT_NOT_FOUND, found.stderr
-    assert f"no record for {ADA}" in found.stderr
+        assert found.returncode == EXIT_NOT_FOUND, (command, found.stderr)
+        assert f"no record for {ADA}" in found.stderr
 
 
 def test_mailbox_reindex_lists_mailboxes_stored_before_the_index(

@@ -22,7 +22,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "warmgate.wiring",
         "warmgate.settings",
         "warmgate.observability",
-        "warmgate.ops",
         *THIRD_PARTY_IO,
     ),
     "adapters": ("warmgate.services", "warmgate.api", "warmgate.wiring", "warmgate.settings"),
@@ -76,6 +75,18 @@ def test_a_breach_is_seen_at_any_depth() -> None:
         "httpx",
     }
     assert breaches("services", source) == set()
+
+
+def test_the_layer_has_no_command_line() -> None:
+    """The operator CLI is its own package (ops/, warmgate_ops) on top of the layer: nothing
+    in the layer parses a command line or imports the CLI, so no function ships it."""
+    found = {
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name in imported_modules(path.read_text())
+        if name.split(".")[0] in ("argparse", "warmgate_ops")
+    }
+    assert found == set()
 
 
 def packages() -> set[str]:

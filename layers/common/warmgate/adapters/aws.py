@@ -3,7 +3,8 @@
 The functions use only the client API, which is botocore's. `import boto3` adds its resource
 layer and, through `boto3.compat`, s3transfer: for nothing the functions call, a tenth of the
 webhook's cold start on the benchmark's machine (`make bench`, cold_init before and after).
-Operator tools (warmgate.ops) and tests may still use boto3; both make clients of the same kind.
+The operator CLI (ops/, warmgate_ops) and tests may still use boto3; both make clients of the
+same kind.
 
 The session reads what boto3's default session would: AWS_DEFAULT_REGION, the credential
 chain, and AWS_ENDPOINT_URL (the local stack's moto).

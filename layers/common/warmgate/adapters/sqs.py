@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import (
         MessageAttributeValueTypeDef,
+        MessageTypeDef,
         SendMessageRequestTypeDef,
     )
 
@@ -194,3 +195,26 @@ class WorkQueue:
         if delay_seconds:
             request["DelaySeconds"] = delay_seconds
         return self._sqs.send_message(**request)["MessageId"]
+
+    def send_unchanged(self, message: MessageTypeDef) -> str:
+        """Put back a message received from another queue (WorkDLQ, by the operator CLI's
+        redrive): the same body and message attributes, so even one the worker cannot read
+        returns as it was. SQS's own attributes (receive count, timestamps) start anew."""
+        return self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=message["Body"],
+            MessageAttributes=_resendable(message),
+        )["MessageId"]
+
+
+def _resendable(message: MessageTypeDef) -> dict[str, MessageAttributeValueTypeDef]:
+    """A received message's attributes as SendMessage takes them (DataType and value only)."""
+    copies: dict[str, MessageAttributeValueTypeDef] = {}
+    for name, value in message.get("MessageAttributes", {}).items():
+        copy: MessageAttributeValueTypeDef = {"DataType": value["DataType"]}
+        if "StringValue" in value:
+            copy["StringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            copy["BinaryValue"] = value["BinaryValue"]
+        copies[name] = copy
+    return copies

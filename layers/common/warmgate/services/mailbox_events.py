@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from warmgate.adapters.dynamodb import ledger_from_item, mailbox_from_item
 from warmgate.domain.ledger import LedgerState
+from warmgate.domain.mailbox_views import mailbox_fields
 from warmgate.domain.mailboxes import MailboxState, parse_iso
 from warmgate.observability import logger
 
@@ -122,15 +123,9 @@ def _mailbox_event(key: str, new: dict[str, Any], old: Mapping[str, Any]) -> War
     return WarmgateEvent(
         MAILBOX_DETAIL_TYPES[mailbox.state],
         {
-            "email": mailbox.email,
-            "state": mailbox.state.value,
+            **mailbox_fields(mailbox),
             "previous_state": previous,
             "reason": mailbox.history[-1].reason if mailbox.history else "",
-            "campaign_id": mailbox.campaign_id,
-            "requested_by": mailbox.requested_by,
-            "requested_by_principal": mailbox.requested_by_principal,
-            "request_kind": mailbox.request_kind.value if mailbox.request_kind else None,
-            "parked": mailbox.parked,
             "sequence": mailbox.version,
             "occurred_at": mailbox.updated_at,
         },
