@@ -29,7 +29,6 @@ PRODUCT_ALLOWED: Final = frozenset(
     {
         "layers/common/warmgate/adapters/mailivery/client.py",
         "layers/common/warmgate/services/onboarding.py",
-        "layers/common/warmgate/ops.py",
         "layers/common/warmgate/adapters/dynamodb.py",
         "layers/common/warmgate/services/worker.py",
     }
