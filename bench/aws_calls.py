@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from warmgate.adapters import aws
+
 READ_UNIT_BYTES = 4096
 WRITE_UNIT_BYTES = 1024
 
@@ -54,8 +56,11 @@ class AwsCalls:
     `scope(name)` attributes the calls made inside it (this thread) to `name`; calls outside any
     scope go to "other". Thread-safe: the local stack's pollers and API run in threads."""
 
-    def __init__(self, session: Any) -> None:
-        self._session = session
+    def __init__(self, session: Any | None = None) -> None:
+        """`session`: the botocore session whose clients to count; by default warmgate's as it
+        is when the count starts (a local stack starts with a fresh one)."""
+        self._given = session
+        self._session: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()
         self.logs: dict[str, CallLog] = {}
@@ -65,6 +70,7 @@ class AwsCalls:
         ]
 
     def __enter__(self) -> AwsCalls:
+        self._session = self._given if self._given is not None else aws.session()
         for event, handler in self._handlers:
             self._session.register(event, handler)
         return self

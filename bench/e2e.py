@@ -129,6 +129,16 @@ class LogTap(io.TextIOBase):
 
 
 @contextmanager
+def registered(session: Any, event: str, handler: Callable[..., Any]) -> Iterator[None]:
+    """`handler` on `session`'s `event` while the block runs."""
+    session.register(event, handler)
+    try:
+        yield
+    finally:
+        session.unregister(event, handler)
+
+
+@contextmanager
 def tapped_logger(tap: LogTap) -> Iterator[None]:
     """Powertools' handler keeps the stream it was created with (the process's stdout when
     warmgate.observability was first imported), so it is pointed at the tap explicitly."""
@@ -394,7 +404,7 @@ def run(*, quick: bool) -> list[Table]:
     loaded = 20 if quick else 100
     worst = 5 if quick else 20
     other_windows = [] if quick else [0, 5]  # the evidence for the window: a full run
-    meter = Meter(AwsCalls(aws.session()))
+    meter = Meter(AwsCalls())  # entered once the stack made its session
     tap = LogTap(meter.current)
     cap = DeferCap(DEFER_CAP_SECONDS)
     options = StackOptions(
@@ -406,55 +416,53 @@ def run(*, quick: bool) -> list[Table]:
         # write/flush are all redirect_stdout and logging use of it (as devstack's own stream)
         function_stdout=cast(TextIO, tap),
     )
-    session = aws.session()
-    session.register("before-parameter-build.sqs.SendMessage", cap)
-    try:
-        with (
-            meter.calls,
-            LocalStack(options) as stack,
-            tapped_logger(tap),
-            stack.sandbox_control() as control,
-            httpx.Client(base_url=stack.api_url, timeout=30) as api,
-        ):
-            for logical_id in BUDGETED_FUNCTIONS:
-                function = stack.functions[logical_id]
+    with (
+        LocalStack(options) as stack,
+        # The stack starts warmgate's botocore session afresh: the hooks go on that one,
+        # and every function is loaded again below so that its clients carry them.
+        meter.calls,
+        registered(aws.session(), "before-parameter-build.sqs.SendMessage", cap),
+        tapped_logger(tap),
+        stack.sandbox_control() as control,
+        httpx.Client(base_url=stack.api_url, timeout=30) as api,
+    ):
+        for logical_id, function in stack.functions.items():
+            if logical_id in BUDGETED_FUNCTIONS:
                 function.environment["MAILIVERY_REQUESTS_PER_MINUTE"] = str(RAISED_LIMIT)
-                function.load()  # re-import: settings are read at import
-            for function in stack.functions.values():
-                meter.wrap(function)
-            control.set_rate_limit(RAISED_LIMIT)
-            source = next(s for s in stack.sqs_sources if s.function.logical_id == WORKER)
-            window = source.batching_window
-            memory_gb = {n: f.spec.memory_mb / 1024 for n, f in stack.functions.items()}
-            run_ = Run(stack, api, control, tap, meter, source)
-            phases = PhaseClock()
-            source.batching_window = 0  # warm-up: every function run once, its secrets cached
-            run_.one_at_a_time(1)
-            source.batching_window = window
-            phases.lap("start and warm-up")
+            function.load()  # re-import: settings are read at import, clients made now
+        for function in stack.functions.values():
+            meter.wrap(function)
+        control.set_rate_limit(RAISED_LIMIT)
+        source = next(s for s in stack.sqs_sources if s.function.logical_id == WORKER)
+        window = source.batching_window
+        memory_gb = {n: f.spec.memory_mb / 1024 for n, f in stack.functions.items()}
+        run_ = Run(stack, api, control, tap, meter, source)
+        phases = PhaseClock()
+        source.batching_window = 0  # warm-up: every function run once, its secrets cached
+        run_.one_at_a_time(1)
+        source.batching_window = window
+        phases.lap("start and warm-up")
 
-            before = snapshot(meter, tap)
-            lone_ids = run_.one_at_a_time(lone)
-            happy = usage_between(before, snapshot(meter, tap), lone, memory_gb)
-            phases.lap("one at a time")
-            load_ids, load_invocations, offered = run_.under_load(loaded, window)
-            phases.lap("under load")
+        before = snapshot(meter, tap)
+        lone_ids = run_.one_at_a_time(lone)
+        happy = usage_between(before, snapshot(meter, tap), lone, memory_gb)
+        phases.lap("one at a time")
+        load_ids, load_invocations, offered = run_.under_load(loaded, window)
+        phases.lap("under load")
 
-            compared = {}
-            for other in other_windows:
-                ids, invocations, _ = run_.under_load(loaded, other)
-                compared[other] = (ids, invocations)
-            source.batching_window = window
-            phases.lap("other windows")
+        compared = {}
+        for other in other_windows:
+            ids, invocations, _ = run_.under_load(loaded, other)
+            compared[other] = (ids, invocations)
+        source.batching_window = window
+        phases.lap("other windows")
 
-            before = snapshot(meter, tap)
-            ended = run_.worst_case(worst, cap)
-            worst_usage = usage_between(before, snapshot(meter, tap), worst, memory_gb)
-            phases.lap("worst case")
-            calls = control.calls()
-            accepted = dict(tap.accepted)
-    finally:
-        session.unregister("before-parameter-build.sqs.SendMessage", cap)
+        before = snapshot(meter, tap)
+        ended = run_.worst_case(worst, cap)
+        worst_usage = usage_between(before, snapshot(meter, tap), worst, memory_gb)
+        phases.lap("worst case")
+        calls = control.calls()
+        accepted = dict(tap.accepted)
 
     latency = latency_table(
         window, lone_ids, load_ids, load_invocations, offered, compared, accepted, calls, loaded
