@@ -16,10 +16,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.observability import logger, metrics
 from warmgate.services.mailbox_events import MailboxEventPublisher
-from warmgate.settings import load_settings
+from warmgate.settings import EventsSettings
 
-settings = load_settings(require=["EVENT_BUS_NAME"])
-publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name or "")
+settings = EventsSettings.from_environ()
+publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name)
 
 
 @logger.inject_lambda_context

@@ -30,10 +30,10 @@ from warmgate.domain.mailboxes import (
 )
 from warmgate.observability import logger, metrics
 from warmgate.services.onboarding import MailboxListQuery, MailboxRequest
-from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.settings import OnboardingSettings
 from warmgate.wiring import onboarding_from_settings
 
-settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
+settings = OnboardingSettings.from_environ()
 dynamodb = aws.client("dynamodb")
 service = onboarding_from_settings(settings, dynamodb)
 app = APIGatewayHttpResolver()

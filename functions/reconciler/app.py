@@ -10,10 +10,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from warmgate.adapters import aws
 from warmgate.api.batch import seconds_left
 from warmgate.observability import logger, metrics
-from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.settings import ReconcilerSettings
 from warmgate.wiring import reconciler_from_settings
 
-settings = load_settings(require=["MAILBOX_TABLE_NAME", "WORK_QUEUE_URL", MAILIVERY_API_KEY])
+settings = ReconcilerSettings.from_environ()
 dynamodb = aws.client("dynamodb")
 reconciler = reconciler_from_settings(settings, dynamodb)
 

@@ -24,15 +24,15 @@ from warmgate.api.webhook_intake import (
     answer_for,
 )
 from warmgate.observability import logger, metrics
-from warmgate.settings import load_settings
+from warmgate.settings import WebhookSettings
 
-settings = load_settings(require=["WORK_QUEUE_URL", "WEBHOOK_TOKEN_SECRET"])
+settings = WebhookSettings.from_environ()
 sqs = aws.client("sqs", config=SQS_CLIENT_CONFIG)
 intake = WebhookIntake(
     sqs,
-    settings.work_queue_url or "",
+    settings.work_queue_url,
     WebhookTokenSource.from_reference(
-        settings.webhook_token_secret or "", max_age=settings.secret_max_age_seconds
+        settings.webhook_token_secret, max_age=settings.secret_max_age_seconds
     ),
 )
 

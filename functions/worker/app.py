@@ -15,22 +15,16 @@ from warmgate.adapters.sqs import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
 from warmgate.api.batch import OutOfTime, TimeBoxedBatchProcessor, ensure_time_for
 from warmgate.observability import logger, metrics
 from warmgate.services.worker import RetryLater
-from warmgate.settings import MAILIVERY_API_KEY, load_settings
+from warmgate.settings import WorkerSettings
 from warmgate.wiring import worker_from_settings, worker_record_seconds
 
 # WorkQueue's redrive maxReceiveCount (template.yaml): the receive that fails this time goes
 # to WorkDLQ, so it is counted as such.
 MAX_RECEIVES = 5
 
-settings = load_settings(
-    require=[
-        "MAILBOX_TABLE_NAME",
-        "WORK_QUEUE_URL",
-        MAILIVERY_API_KEY,
-    ]
-)
+settings = WorkerSettings.from_environ()
 worker = worker_from_settings(settings, aws.client("dynamodb"))
-work_queue = WorkQueue(aws.client("sqs"), settings.work_queue_url or "")
+work_queue = WorkQueue(aws.client("sqs"), settings.work_queue_url)
 processor = TimeBoxedBatchProcessor(event_type=EventType.SQS)
 # A record is started only while this much of the invocation is left (template: Timeout).
 RECORD_SECONDS = worker_record_seconds(settings)

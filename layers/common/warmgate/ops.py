@@ -46,7 +46,7 @@ from warmgate.domain.emails import InvalidEmail, normalize_email
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
 from warmgate.observability import logger
 from warmgate.services.worker import RetryLater
-from warmgate.settings import MAILIVERY_API_KEY, SettingsError, load_settings
+from warmgate.settings import CampaignWorkerSettings, SettingsError
 from warmgate.wiring import worker_from_settings
 
 if TYPE_CHECKING:
@@ -465,8 +465,8 @@ def redecide_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
     except InvalidCampaignId as exc:
         raise OpsError(f"invalid campaign id: {exc}") from None
     try:
-        settings = load_settings(require=[MAILIVERY_API_KEY])
-        settings = settings.model_copy(update={"mailbox_table_name": deployment.setting(TABLE)})
+        environ = dict(os.environ, MAILBOX_TABLE_NAME=deployment.setting(TABLE))
+        settings = CampaignWorkerSettings.from_environ(environ)
         worker = worker_from_settings(settings, boto3.client("dynamodb"))
     except SettingsError as exc:
         raise OpsError(str(exc)) from None
