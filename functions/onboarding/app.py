@@ -28,7 +28,7 @@ from warmgate.domain.mailboxes import (
     next_states,
     utc_now,
 )
-from warmgate.observability import logger, metrics
+from warmgate.observability import Metric, count, logger, metrics
 from warmgate.services.onboarding import MailboxListQuery, MailboxRequest
 from warmgate.settings import OnboardingSettings
 from warmgate.wiring import onboarding_from_settings
@@ -45,11 +45,9 @@ def request_consent() -> Response[str]:
     body = decode_body(event.body, bool(event.is_base64_encoded), MAX_API_BODY_BYTES)
     request = MailboxRequest.model_validate(parse_json_object(body))
     outcome = service.request_consent(request, principal=caller_principal(event.raw_event))
-    metrics.add_metric(
-        "ConsentLinkIssued" if outcome.created else "ConsentLinkReplayed", "Count", 1
-    )
+    count(Metric.CONSENT_LINK_ISSUED if outcome.created else Metric.CONSENT_LINK_REPLAYED)
     if not outcome.saved:
-        metrics.add_metric("ConsentLinkNotSaved", "Count", 1)
+        count(Metric.CONSENT_LINK_NOT_SAVED)
     mailbox = outcome.mailbox
     return _json(
         201 if outcome.created else 200,
@@ -92,7 +90,7 @@ def withdraw_mailbox(email: str) -> Response[str]:
 def resume_mailbox(email: str) -> Response[str]:
     principal = caller_principal(app.current_event.raw_event)
     mailbox = service.request_resume(unquote(email), principal)
-    metrics.add_metric("ResumeRequested", "Count", 1)
+    count(Metric.RESUME_REQUESTED)
     return _json(202, _record_view(mailbox))
 
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.adapters import aws
 from warmgate.api.batch import seconds_left
-from warmgate.observability import logger, metrics
+from warmgate.observability import Metric, count, logger, metrics
 from warmgate.settings import ReconcilerSettings
 from warmgate.wiring import reconciler_from_settings
 
@@ -18,13 +18,13 @@ dynamodb = aws.client("dynamodb")
 reconciler = reconciler_from_settings(settings, dynamodb)
 
 METRICS = {
-    "expired": "ExpectationsExpired",
-    "pending_seen": "PendingCampaignsSeen",
-    "enqueued": "StrandedCampaignsQueued",
-    "unexpected_pending": "UnexpectedPendingCampaigns",
-    "resumes_requeued": "ResumeRequestsRequeued",
-    "reconnects_requeued": "ReconnectRequestsRequeued",
-    "pages_read": "ReconcilePagesRead",
+    "expired": Metric.EXPECTATIONS_EXPIRED,
+    "pending_seen": Metric.PENDING_CAMPAIGNS_SEEN,
+    "enqueued": Metric.STRANDED_CAMPAIGNS_QUEUED,
+    "unexpected_pending": Metric.UNEXPECTED_PENDING_CAMPAIGNS,
+    "resumes_requeued": Metric.RESUME_REQUESTS_REQUEUED,
+    "reconnects_requeued": Metric.RECONNECT_REQUESTS_REQUEUED,
+    "pages_read": Metric.RECONCILE_PAGES_READ,
 }
 
 
@@ -35,11 +35,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # end, counted in ReconcileInterrupted; any exception fails the run (ReconcilerErrorsAlarm).
     report = asdict(reconciler.run(time_left=lambda: seconds_left(context)))
     for field, metric in METRICS.items():
-        metrics.add_metric(name=metric, unit="Count", value=report[field])
+        count(metric, report[field])
     stopped_early = report["interrupted"] is not None
-    metrics.add_metric(name="ReconcileInterrupted", unit="Count", value=int(stopped_early))
-    metrics.add_metric(
-        name="ReconcilePassCompleted", unit="Count", value=int(report["pass_completed"])
-    )
+    count(Metric.RECONCILE_INTERRUPTED, int(stopped_early))
+    count(Metric.RECONCILE_PASS_COMPLETED, int(report["pass_completed"]))
     logger.info("reconciled", extra=report)
     return report

@@ -23,7 +23,7 @@ from warmgate.api.webhook_intake import (
     WebhookTokenSource,
     answer_for,
 )
-from warmgate.observability import logger, metrics
+from warmgate.observability import Metric, count, logger, metrics
 from warmgate.settings import WebhookSettings
 
 settings = WebhookSettings.from_environ()
@@ -69,7 +69,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "message_id": receipt.message_id,
         },
     )
-    metrics.add_metric("WebhookAccepted", "Count", 1)
+    count(Metric.WEBHOOK_ACCEPTED)
     return _response(ACCEPTED)
 
 
@@ -103,7 +103,7 @@ def _refused(exc: Exception) -> dict[str, Any]:
                 "reason": answer.body["message"],
             },
         )
-    metrics.add_metric("WebhookFailed" if answer.status >= 500 else "WebhookRejected", "Count", 1)
+    count(Metric.WEBHOOK_FAILED if answer.status >= 500 else Metric.WEBHOOK_REJECTED)
     return _response(answer)
 
 

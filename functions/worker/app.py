@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from warmgate.adapters import aws
 from warmgate.adapters.sqs import ATTEMPT_ATTRIBUTE, QueuedWebhook, WorkQueue
 from warmgate.api.batch import OutOfTime, TimeBoxedBatchProcessor, ensure_time_for
-from warmgate.observability import logger, metrics
+from warmgate.observability import Metric, count, logger, metrics
 from warmgate.services.worker import RetryLater
 from warmgate.settings import WorkerSettings
 from warmgate.wiring import worker_from_settings, worker_record_seconds
@@ -42,7 +42,7 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
                 _handle(message)
     except Exception:
         if int(record.attributes.approximate_receive_count) >= MAX_RECEIVES:
-            metrics.add_metric(name="DlqBound", unit="Count", value=1)
+            count(Metric.DLQ_BOUND)
             logger.exception("last receive failed: the message goes to WorkDLQ")
         raise
 
@@ -63,7 +63,7 @@ def _enough_time_left(context: LambdaContext, message: QueuedWebhook) -> bool:
         ensure_time_for(context, RECORD_SECONDS)
     except OutOfTime as late:
         logger.info("record not started: too little time left", extra={"reason": str(late)})
-        metrics.add_metric(name="OutOfTime", unit="Count", value=1)
+        count(Metric.OUT_OF_TIME)
         try:
             work_queue.send(message)
         except Exception:
@@ -86,9 +86,9 @@ def _handle(message: QueuedWebhook) -> None:
             "deferred",
             extra={"delay_s": later.delay, "reason": later.reason, "attempt": message.attempt},
         )
-        metrics.add_metric(name=later.kind, unit="Count", value=1)
+        count(Metric.of(later.kind))
         return
-    metrics.add_metric(name=outcome.value, unit="Count", value=1)
+    count(Metric.of(outcome.value))
 
 
 @logger.inject_lambda_context

@@ -408,7 +408,7 @@ def test_worker_metrics_name_the_outcome(stack: Stack, capsys: pytest.CaptureFix
     campaign_id = stack.consent(stack.expect())
     stack.deliver(pending(campaign_id))
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
-    assert any(doc.get("started") == [1.0] or doc.get("started") == 1.0 for doc in emf)
+    assert any(doc.get("Started") == [1.0] or doc.get("Started") == 1.0 for doc in emf)
 
 
 # --- concurrency -----------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from tests.webhook_bodies import SQS_MAX_MESSAGE_BYTES
 from warmgate import settings as settings_models
 from warmgate import wiring
 from warmgate.domain.decisions import Outcome
+from warmgate.observability import Metric
 from warmgate.settings import FunctionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKER_SOURCE = ROOT / "layers/common/warmgate/services/worker.py"
 
 FUNCTIONS = (
     "OnboardingFunction",
@@ -432,17 +434,28 @@ def test_template_alarms_watch_custom_metrics_where_powertools_puts_them() -> No
         }, alarm
 
 
-def test_template_alarmed_custom_metrics_are_emitted_by_the_code() -> None:
-    code = "".join(
-        path.read_text()
-        for folder in ("functions", "layers/common/warmgate")
-        for path in (ROOT / folder).rglob("*.py")
-    )
-    outcomes = {outcome.value for outcome in Outcome}  # the worker's metric per outcome
-    for alarm, metric in alarmed_metrics():
-        name = metric["MetricName"]
-        if not metric["Namespace"].startswith("AWS/"):
-            assert name in outcomes or f'"{name}"' in code, (alarm, name)
+def test_template_alarmed_custom_metrics_are_members_of_the_metric_enum() -> None:
+    custom = [(a, m["MetricName"]) for a, m in alarmed_metrics() if m["Namespace"] == "warmgate"]
+    assert {alarm for alarm, _ in custom} >= {"UnexpectedCampaignsAlarm", "StartFailuresAlarm"}
+    for alarm, name in custom:
+        assert name in set(Metric), (alarm, name)
+
+
+def test_every_worker_outcome_and_deferral_kind_has_its_metric() -> None:
+    for outcome in Outcome:
+        assert Metric.of(outcome.value).name == outcome.name
+    deferrals = {  # every literal a RetryLater(delay, kind, ...) of the worker may get as kind
+        node.value
+        for call in ast.walk(ast.parse(WORKER_SOURCE.read_text()))
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "RetryLater"
+        for node in ast.walk(call.args[1])
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert deferrals >= {"rate_limited", "conflict", "busy", "start_failed", "outcome_unknown"}
+    for kind in deferrals:
+        assert Metric.of(kind)
+    with pytest.raises(KeyError):
+        Metric.of("no_such_outcome")
 
 
 def test_template_alarmed_function_metrics_name_a_function_of_the_stack() -> None:
