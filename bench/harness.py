@@ -189,5 +189,4 @@ def use_budget(module: ModuleType, budget_for: Callable[[Any], RateBudget]) -> N
 
     Call it with the module's environment in place: the DynamoDB client is created here."""
     dynamodb = aws.client("dynamodb")
-    worker = worker_from_settings(module.settings, dynamodb, budget_for(dynamodb))
-    setattr(module, "worker", worker)  # noqa: B010 - mypy cannot see a module's globals
+    module.batch.worker = worker_from_settings(module.settings, dynamodb, budget_for(dynamodb))

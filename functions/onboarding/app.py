@@ -1,160 +1,26 @@
 """OnboardingFunction: POST and GET /mailboxes, GET and DELETE /mailboxes/{email}, POST
-/mailboxes/{email}/resume (all IAM-authorized)."""
+/mailboxes/{email}/resume (all IAM-authorized; the routes: warmgate.api.mailbox_api)."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.adapters import aws
-from warmgate.api.http import (
-    MAX_API_BODY_BYTES,
-    ApiError,
-    api_error_for,
-    caller_principal,
-    decode_body,
-    parse_json_object,
-)
-from warmgate.domain.mailboxes import (
-    STATE_DESCRIPTIONS,
-    ExpectedMailbox,
-    MailboxState,
-    next_states,
-    utc_now,
-)
-from warmgate.observability import Metric, count, logger, metrics
-from warmgate.services.onboarding import MailboxListQuery, MailboxRequest
+from warmgate.api.mailbox_api import mailbox_api
+from warmgate.observability import logger, metrics
 from warmgate.settings import OnboardingSettings
 from warmgate.wiring import onboarding_from_settings
 
 settings = OnboardingSettings.from_environ()
 dynamodb = aws.client("dynamodb")
 service = onboarding_from_settings(settings, dynamodb)
-app = APIGatewayHttpResolver()
-
-
-@app.post("/mailboxes")
-def request_consent() -> Response[str]:
-    event = app.current_event
-    body = decode_body(event.body, bool(event.is_base64_encoded), MAX_API_BODY_BYTES)
-    request = MailboxRequest.model_validate(parse_json_object(body))
-    outcome = service.request_consent(request, principal=caller_principal(event.raw_event))
-    count(Metric.CONSENT_LINK_ISSUED if outcome.created else Metric.CONSENT_LINK_REPLAYED)
-    if not outcome.saved:
-        count(Metric.CONSENT_LINK_NOT_SAVED)
-    mailbox = outcome.mailbox
-    return _json(
-        201 if outcome.created else 200,
-        {
-            "email": mailbox.email,
-            "state": mailbox.state.value,
-            "consent_url": mailbox.consent_url,
-            "expires_at": mailbox.expires_at,
-        },
-    )
-
-
-@app.get("/mailboxes")
-def list_mailboxes() -> Response[str]:
-    event = app.current_event
-    query = MailboxListQuery.model_validate(event.query_string_parameters or {})
-    listing = service.list_mailboxes(query, principal=caller_principal(event.raw_event))
-    now = utc_now()
-    return _json(
-        200,
-        {
-            "mailboxes": [_summary_view(mailbox, now) for mailbox in listing.mailboxes],
-            "next_cursor": listing.next_cursor,
-        },
-    )
-
-
-@app.get("/mailboxes/<email>")
-def get_mailbox(email: str) -> Response[str]:
-    return _json(200, _record_view(service.get(unquote(email))))
-
-
-@app.delete("/mailboxes/<email>")
-def withdraw_mailbox(email: str) -> Response[str]:
-    principal = caller_principal(app.current_event.raw_event)
-    return _json(200, _record_view(service.withdraw(unquote(email), principal)))
-
-
-@app.post("/mailboxes/<email>/resume")
-def resume_mailbox(email: str) -> Response[str]:
-    principal = caller_principal(app.current_event.raw_event)
-    mailbox = service.request_resume(unquote(email), principal)
-    count(Metric.RESUME_REQUESTED)
-    return _json(202, _record_view(mailbox))
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def answer_error(exc: Exception) -> Response[str]:
-    error = api_error_for(exc)
-    if error is None:
-        logger.exception("unexpected error")
-        error = ApiError(500, "INTERNAL_ERROR", "unexpected error; see the function's logs")
-    else:
-        logger.info("request refused", extra={"status": error.status, "code": error.code})
-    return _json(error.status, error.body(), error.headers)
+app = mailbox_api(service)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-
-def _summary_view(mailbox: ExpectedMailbox, now: datetime) -> dict[str, Any]:
-    """A mailbox in a listing (openapi.yaml MailboxSummary)."""
-    return {
-        "email": mailbox.email,
-        "state": mailbox.state.value,
-        "expired": mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now),
-        "parked": mailbox.parked,
-        "request_kind": mailbox.request_kind.value if mailbox.request_kind else None,
-        "open_request": mailbox.has_open_request(now),
-        "campaign_id": mailbox.campaign_id,
-        "requested_by": mailbox.requested_by,
-        "requested_by_principal": mailbox.requested_by_principal,
-        "requested_at": mailbox.requested_at,
-        "expires_at": mailbox.expires_at,
-        "updated_at": mailbox.updated_at,
-    }
-
-
-def _record_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
-    """One mailbox's whole record (openapi.yaml MailboxRecord): the summary and more."""
-    now = utc_now()
-    return {
-        **_summary_view(mailbox, now),
-        "state_description": STATE_DESCRIPTIONS[mailbox.state],
-        "next_states": [state.value for state in next_states(mailbox.state)],
-        "consent_url": mailbox.consent_url if mailbox.has_live_link(now) else None,
-        "last_error": None
-        if mailbox.last_error is None
-        else {
-            "code": mailbox.last_error.code,
-            "message": mailbox.last_error.message,
-            "at": mailbox.last_error.at,
-            "request_id": mailbox.last_error.request_id,
-        },
-        "history": [t.to_dict() for t in mailbox.history],
-    }
-
-
-def _json(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=json.dumps(body),
-        headers=headers or {},
-    )

@@ -461,7 +461,7 @@ def scaled_worker(instance: ModuleType) -> None:
         clock=lambda: time.time() * TIME_SCALE,
         sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
     )
-    instance.worker = worker_from_settings(settings, dynamodb, budget)
+    instance.batch.worker = worker_from_settings(settings, dynamodb, budget)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")

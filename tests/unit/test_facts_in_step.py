@@ -23,6 +23,6 @@ def module_constant(path: Path, name: str) -> object:
 def test_worker_counts_the_dlq_bound_receive_as_the_template_redrives_it() -> None:
     redrive = load_template()["Resources"]["WorkQueue"]["Properties"]["RedrivePolicy"]
 
-    assert module_constant(ROOT / "functions/worker/app.py", "MAX_RECEIVES") == int(
-        redrive["maxReceiveCount"]
-    )
+    assert module_constant(
+        ROOT / "layers/common/warmgate/api/worker_batch.py", "MAX_RECEIVES"
+    ) == int(redrive["maxReceiveCount"])
