@@ -44,6 +44,7 @@ from warmgate.domain.campaign_ids import InvalidCampaignId, parse_campaign_id
 from warmgate.domain.decisions import Outcome
 from warmgate.domain.emails import InvalidEmail, normalize_email
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso, utc_now
+from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
 from warmgate.services.worker import RetryLater
 from warmgate.settings import CampaignWorkerSettings, SettingsError
@@ -517,7 +518,7 @@ def forget_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def synthesized_pending(campaign_id: str) -> QueuedWebhook:
     return QueuedWebhook(
-        event_type="campaign.pending",
+        event_type=EventType.PENDING,
         campaign_id=campaign_id,
         email=None,  # the worker re-reads the campaign, and with it the email
         dedup_key=f"ops:{campaign_id}",
