@@ -160,12 +160,9 @@ def test_template_function_logs_to_own_group_with_retention(function: str) -> No
 
 # --- least privilege -------------------------------------------------------------------------
 
-# The only statements allowed a wildcard resource: AWS offers nothing narrower for them.
-WILDCARD_RESOURCE_ALLOWED = {
-    # X-Ray has no resource-level permissions; Lambda's active tracing (Globals: Tracing)
-    # sends each function's segments with the function's own role.
-    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
-}
+# The only statements allowed a wildcard resource: AWS offers nothing narrower for them (none
+# since X-Ray tracing is off, see test_template_functions_are_not_traced).
+WILDCARD_RESOURCE_ALLOWED: set[frozenset[str]] = set()
 
 
 def iam_statements() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -364,6 +361,18 @@ def test_template_no_plain_secrets_in_environment() -> None:
         variables |= env.get("Variables", {})
     assert "MAILIVERY_API_KEY" not in variables
     assert "MAILIVERY_API_KEY_SECRET" in variables
+
+
+def test_template_functions_are_not_traced() -> None:
+    # Decided by measurement (docs/architecture.md, "Tracing"): no Tracer, so no X-Ray.
+    template = load_template()
+    assert "Tracing" not in template["Globals"]["Function"]
+    assert all("Tracing" not in (r.get("Properties") or {}) for r in template["Resources"].values())
+    assert not any(
+        str(action).startswith("xray:")
+        for _, statement in iam_statements()
+        for action in as_list(statement["Action"])
+    )
 
 
 def test_template_runtime_matches_tested_python() -> None:
