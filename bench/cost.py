@@ -10,7 +10,7 @@ time on the local stack, plus an assumed round trip per Mailivery call, since th
 answers in about a millisecond and Lambda bills the wait), API Gateway requests (the onboarding
 and webhook invocations), SQS requests (the functions' own, counted, plus the event source
 mapping's receive and delete per worker batch), DynamoDB read and write units (bench.aws_calls),
-Secrets Manager calls, EventBridge events, log bytes and X-Ray traces.
+Secrets Manager calls, EventBridge events and log bytes (no X-Ray: tracing is off).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ PRICES: Final[dict[str, float]] = {
     "secrets_manager_call": 0.05 / 10_000,
     "eventbridge_event": 1.00 * PER_MILLION,  # custom events (PutEvents), as Scheduler invocations
     "logs_ingested_gb": 0.57,  # CloudWatch Logs, standard class
-    "xray_trace_recorded": 5.00 * PER_MILLION,
 }
 # Assumed, not measured: Mailivery's latency from eu-west-1 is unknown; Lambda bills the wait.
 MAILIVERY_ROUND_TRIP_S: Final = 0.3
@@ -126,12 +125,6 @@ def components(usage: Usage) -> list[Component]:
             PRICES["eventbridge_event"],
         ),
         ("CloudWatch Logs ingested", usage.log_gb() * scale, "GB", PRICES["logs_ingested_gb"]),
-        (
-            "X-Ray traces (at most one per invocation)",
-            invocations,
-            "",
-            PRICES["xray_trace_recorded"],
-        ),
     ]
     return [
         Component(name, quantity, unit, quantity * price) for name, quantity, unit, price in items
@@ -139,18 +132,13 @@ def components(usage: Usage) -> list[Component]:
 
 
 def per_invocation_dollars(usage: Usage, function: str) -> float:
-    """What one more invocation of `function` costs beyond its work: the request, its trace,
+    """What one more invocation of `function` costs beyond its work: the request,
     its log lines (as many as `usage` counted per invocation), and for an SQS-triggered one
     the batch's receive and delete."""
     counted = usage.functions[function]
     log_bytes = counted.log_bytes / max(1, counted.invocations) + LAMBDA_LOG_LINES_BYTES
     sqs = 2 * PRICES["sqs_request"] if function in usage.sqs_triggered else 0.0
-    return (
-        PRICES["lambda_request"]
-        + PRICES["xray_trace_recorded"]
-        + log_bytes / 1e9 * PRICES["logs_ingested_gb"]
-        + sqs
-    )
+    return PRICES["lambda_request"] + log_bytes / 1e9 * PRICES["logs_ingested_gb"] + sqs
 
 
 def total_rows(happy: Usage, worst: Usage) -> list[Row]:

@@ -24,6 +24,7 @@ from warmgate.adapters import aws
 from warmgate.adapters.budget import RateBudget
 from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.domain.webhooks import EventType
 from warmgate.wiring import worker_from_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -93,12 +94,12 @@ def expectation(email: str, now: datetime | None = None) -> ExpectedMailbox:
 def pending_body(campaign_id: str, email: str) -> str:
     """The WorkQueue message the webhook writes for a campaign.pending webhook."""
     payload = {
-        "type": "campaign.pending",
+        "type": EventType.PENDING,
         "action": "pending",
         "account": {"campaign_id": int(campaign_id), "email": email, "provider_type": "office"},
     }
     return QueuedWebhook(
-        event_type="campaign.pending",
+        event_type=EventType.PENDING,
         campaign_id=campaign_id,
         email=email,
         dedup_key=f"campaign.pending:{campaign_id}",
@@ -142,5 +143,4 @@ def use_budget(module: ModuleType, budget_for: Callable[[Any], RateBudget]) -> N
 
     Call it with the module's environment in place: the DynamoDB client is created here."""
     dynamodb = aws.client("dynamodb")
-    worker = worker_from_settings(module.settings, dynamodb, budget_for(dynamodb))
-    setattr(module, "worker", worker)  # noqa: B010 - mypy cannot see a module's globals
+    module.batch.worker = worker_from_settings(module.settings, dynamodb, budget_for(dynamodb))

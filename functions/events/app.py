@@ -14,12 +14,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from warmgate.observability import logger, metrics
+from warmgate.observability import Metric, count, logger, metrics
 from warmgate.services.mailbox_events import MailboxEventPublisher
-from warmgate.settings import load_settings
+from warmgate.settings import EventsSettings
 
-settings = load_settings(require=["EVENT_BUS_NAME"])
-publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name or "")
+settings = EventsSettings.from_environ()
+publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name)
 
 
 @logger.inject_lambda_context
@@ -27,9 +27,9 @@ publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_nam
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
     outcome = publisher.publish(records)
-    metrics.add_metric(name="MailboxEventsPublished", unit="Count", value=outcome.published)
+    count(Metric.MAILBOX_EVENTS_PUBLISHED, outcome.published)
     if outcome.retry_from is not None:
-        metrics.add_metric(name="MailboxEventsDeferred", unit="Count", value=1)
+        count(Metric.MAILBOX_EVENTS_DEFERRED)
         logger.warning(
             "events not all published: the stream is retried from a record",
             extra={

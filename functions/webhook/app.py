@@ -1,43 +1,30 @@
 """WebhookFunction: POST /webhooks/mailivery/{token} (no IAM; the path token authenticates).
 
-The hot path: a plain handler on the HTTP API v2 event (no resolver, no Tracer, no parser
-envelopes). It answers 202 only once the message is on WorkQueue, 5xx when it is not, so that
-Mailivery retries and nothing is lost. A rejected call's token, path and body are never logged.
+The hot path: a plain handler on the HTTP API v2 event (warmgate.api.webhook_http); 202 only
+once the message is on WorkQueue.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from warmgate.adapters import aws
-from warmgate.api.webhook_intake import (
-    ACCEPTED,
-    NOT_FOUND,
-    SQS_CLIENT_CONFIG,
-    WebhookAnswer,
-    WebhookIntake,
-    WebhookTokenSource,
-    answer_for,
-)
+from warmgate.api.webhook_http import answer_webhook
+from warmgate.api.webhook_intake import SQS_CLIENT_CONFIG, WebhookIntake, WebhookTokenSource
 from warmgate.observability import logger, metrics
-from warmgate.settings import load_settings
+from warmgate.settings import WebhookSettings
 
-settings = load_settings(require=["WORK_QUEUE_URL", "WEBHOOK_TOKEN_SECRET"])
+settings = WebhookSettings.from_environ()
 sqs = aws.client("sqs", config=SQS_CLIENT_CONFIG)
 intake = WebhookIntake(
     sqs,
-    settings.work_queue_url or "",
+    settings.work_queue_url,
     WebhookTokenSource.from_reference(
-        settings.webhook_token_secret or "", max_age=settings.secret_max_age_seconds
+        settings.webhook_token_secret, max_age=settings.secret_max_age_seconds
     ),
-)
-
-_INTERNAL_ERROR = WebhookAnswer(
-    500, {"code": "INTERNAL_ERROR", "message": "the webhook was not queued; retry"}
 )
 
 
@@ -48,68 +35,4 @@ _INTERNAL_ERROR = WebhookAnswer(
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
 )
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request_id = str((event.get("requestContext") or {}).get("requestId") or context.aws_request_id)
-    try:
-        receipt = intake.receive(
-            token=(event.get("pathParameters") or {}).get("token"),
-            body=event.get("body"),
-            is_base64=bool(event.get("isBase64Encoded")),
-            request_id=request_id,
-        )
-    except Exception as exc:
-        return _refused(exc)
-    message = receipt.message
-    logger.info(
-        "webhook accepted",
-        extra={
-            "event_type": message.event_type,
-            "campaign_id": message.campaign_id,
-            # An email that is no usable address was dropped from the hint, not refused.
-            "email_hint_invalid": message.email_hint_invalid,
-            "message_id": receipt.message_id,
-        },
-    )
-    metrics.add_metric("WebhookAccepted", "Count", 1)
-    return _response(ACCEPTED)
-
-
-def _refused(exc: Exception) -> dict[str, Any]:
-    answer = answer_for(exc)
-    if answer is None:
-        # Tracebacks name our code and the error type; no frame's locals are logged.
-        logger.exception("webhook failed: unexpected error")
-        answer = _INTERNAL_ERROR
-    elif answer is NOT_FOUND:
-        logger.info("webhook rejected: bad token")
-    elif answer.status >= 500:
-        # The error and its botocore / Powertools cause name the queue or the secret and the
-        # problem; neither carries the token's value or the body.
-        logger.error(
-            "webhook not queued",
-            extra={
-                "status": answer.status,
-                "code": answer.body["code"],
-                "error": str(exc),
-                "cause": None if exc.__cause__ is None else repr(exc.__cause__),
-            },
-        )
-    else:
-        # The reasons name fields and problems, never the submitted values (WebhookRejected).
-        logger.info(
-            "webhook rejected: invalid body",
-            extra={
-                "status": answer.status,
-                "code": answer.body["code"],
-                "reason": answer.body["message"],
-            },
-        )
-    metrics.add_metric("WebhookFailed" if answer.status >= 500 else "WebhookRejected", "Count", 1)
-    return _response(answer)
-
-
-def _response(answer: WebhookAnswer) -> dict[str, Any]:
-    return {
-        "statusCode": answer.status,
-        "headers": {"content-type": "application/json"},
-        "body": json.dumps(answer.body),
-    }
+    return answer_webhook(intake, event, context)

@@ -19,6 +19,7 @@ from devstack.testkit import LambdaContext
 from warmgate.adapters.dynamodb import MailboxRepository
 from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, iso
+from warmgate.domain.webhooks import EventType
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -195,7 +196,7 @@ def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -
 
 
 def pending(campaign_id: str, email: str | None = ADA) -> str:
-    return message("campaign.pending", campaign_id, email)
+    return message(EventType.PENDING, campaign_id, email)
 
 
 def expectation(email: str, now: datetime) -> ExpectedMailbox:

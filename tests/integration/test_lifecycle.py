@@ -303,9 +303,9 @@ def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land
 ) -> None:
     campaign_id = stack.consent(stack.expect())
     delays: list[int] = []
-    send = stack.worker.work_queue.send
+    send = stack.worker.batch.work_queue.send
     monkeypatch.setattr(
-        stack.worker.work_queue,
+        stack.worker.batch.work_queue,
         "send",
         lambda m, delay_seconds=0: (
             delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
@@ -406,9 +406,9 @@ def test_deferred_message_carries_its_attempt_count_and_the_chain_is_bounded(
     campaign_id = stack.consent(stack.expect())
     stack.control.set_connection(ADA, ok=False)
     sent: list[QueuedWebhook] = []
-    send = stack.worker.work_queue.send
+    send = stack.worker.batch.work_queue.send
     monkeypatch.setattr(
-        stack.worker.work_queue, "send", lambda m, **kw: sent.append(m) or send(m, **kw)
+        stack.worker.batch.work_queue, "send", lambda m, **kw: sent.append(m) or send(m, **kw)
     )
 
     stack.deliver(pending_message(campaign_id))

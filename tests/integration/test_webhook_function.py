@@ -657,7 +657,6 @@ def test_webhook_function_template_route_has_no_authorizer_and_least_privilege()
             json.dumps(["logs:CreateLogStream", "logs:PutLogEvents"]),
             json.dumps({"Fn::GetAtt": ["WebhookLogGroup", "Arn"]}),
         ),
-        (json.dumps(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), json.dumps("*")),
         (json.dumps("sqs:SendMessage"), json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]})),
         (json.dumps("secretsmanager:GetSecretValue"), json.dumps({"Ref": "WebhookTokenSecret"})),
     }

@@ -79,7 +79,7 @@ def test_worker_expected_paused_campaign_is_resumed(stack: Stack) -> None:
 
 def test_worker_campaign_already_active_is_recorded_warming_without_call(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
-    stack.worker.worker._mailivery.start_warmup(campaign_id)  # started elsewhere meanwhile
+    stack.worker.batch.worker._mailivery.start_warmup(campaign_id)  # started elsewhere meanwhile
 
     stack.deliver(pending(campaign_id))
     stack.deliver(pending(campaign_id))
@@ -198,7 +198,7 @@ def test_worker_unexpected_duplicates_one_delete_call(
 
 def test_worker_deleted_before_pending_reordered_no_start(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
-    stack.worker.worker._mailivery.delete_campaign(campaign_id)  # deleted meanwhile
+    stack.worker.batch.worker._mailivery.delete_campaign(campaign_id)  # deleted meanwhile
 
     stack.deliver(message("campaign.deleted", campaign_id), pending(campaign_id))
 
@@ -209,7 +209,7 @@ def test_worker_deleted_before_pending_reordered_no_start(stack: Stack) -> None:
 def test_worker_deleted_after_warming_marks_mailbox_deleted(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
     stack.deliver(pending(campaign_id))
-    stack.worker.worker._mailivery.delete_campaign(campaign_id)
+    stack.worker.batch.worker._mailivery.delete_campaign(campaign_id)
 
     stack.deliver(message("campaign.deleted", campaign_id))
 
@@ -265,7 +265,7 @@ def test_worker_start_after_connection_fixed_succeeds(stack: Stack) -> None:
 def test_worker_vendor_429_defers_message_and_releases_claim(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
     stack.control.set_rate_limit(1)
-    stack.worker.worker._mailivery.get_account_limits()  # the window's only request
+    stack.worker.batch.worker._mailivery.get_account_limits()  # the window's only request
 
     assert stack.deliver(pending(campaign_id)) == []
 
@@ -351,7 +351,7 @@ def test_worker_batch_with_too_little_time_left_hands_every_record_back_untouche
     first = stack.consent(stack.expect())
     second = stack.consent(stack.expect("grace@contoso.com"))
     calls_before = len(stack.control.calls())
-    too_little = math.ceil(stack.worker.RECORD_SECONDS * 1000) - 1
+    too_little = math.ceil(stack.worker.batch.record_seconds * 1000) - 1
     bodies = (pending(first), pending(second, "grace@contoso.com"))
 
     failures = stack.deliver(*bodies, context=LambdaContext(remaining_ms=too_little))
@@ -367,12 +367,12 @@ def test_worker_out_of_time_and_queue_down_reports_records_failed_not_errors(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = stack.consent(stack.expect())
-    too_little = math.ceil(stack.worker.RECORD_SECONDS * 1000) - 1
+    too_little = math.ceil(stack.worker.batch.record_seconds * 1000) - 1
 
     def queue_down(*args: object, **kwargs: object) -> str:
         raise RuntimeError("SQS unavailable")
 
-    monkeypatch.setattr(stack.worker.work_queue, "send", queue_down)
+    monkeypatch.setattr(stack.worker.batch.work_queue, "send", queue_down)
     failures = stack.deliver(pending(first), context=LambdaContext(remaining_ms=too_little))
 
     assert failures == ["message-0"]  # a partial response: SQS redelivers it, no exception
@@ -382,7 +382,7 @@ def test_worker_out_of_time_and_queue_down_reports_records_failed_not_errors(
 def test_worker_stops_starting_records_when_one_more_might_not_finish(stack: Stack) -> None:
     first = stack.consent(stack.expect())
     second = stack.consent(stack.expect("grace@contoso.com"))
-    enough = math.ceil(stack.worker.RECORD_SECONDS * 1000)
+    enough = math.ceil(stack.worker.batch.record_seconds * 1000)
 
     failures = stack.deliver(
         pending(first),
@@ -406,7 +406,7 @@ def test_worker_metrics_name_the_outcome(stack: Stack, capsys: pytest.CaptureFix
     campaign_id = stack.consent(stack.expect())
     stack.deliver(pending(campaign_id))
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
-    assert any(doc.get("started") == [1.0] or doc.get("started") == 1.0 for doc in emf)
+    assert any(doc.get("Started") == [1.0] or doc.get("Started") == 1.0 for doc in emf)
 
 
 # --- concurrency -----------------------------------------------------------------------------
@@ -459,7 +459,7 @@ def scaled_worker(instance: ModuleType) -> None:
         clock=lambda: time.time() * TIME_SCALE,
         sleep=lambda seconds: time.sleep(seconds / TIME_SCALE),
     )
-    instance.worker = worker_from_settings(settings, dynamodb, budget)
+    instance.batch.worker = worker_from_settings(settings, dynamodb, budget)
 
 
 @pytest.mark.usefixtures("atomic_conditional_writes")

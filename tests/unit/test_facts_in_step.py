@@ -23,6 +23,21 @@ def module_constant(path: Path, name: str) -> object:
 def test_worker_counts_the_dlq_bound_receive_as_the_template_redrives_it() -> None:
     redrive = load_template()["Resources"]["WorkQueue"]["Properties"]["RedrivePolicy"]
 
-    assert module_constant(ROOT / "functions/worker/app.py", "MAX_RECEIVES") == int(
-        redrive["maxReceiveCount"]
-    )
+    assert module_constant(
+        ROOT / "layers/common/warmgate/api/worker_batch.py", "MAX_RECEIVES"
+    ) == int(redrive["maxReceiveCount"])
+
+
+def test_event_type_strings_are_written_only_in_the_event_type_enum() -> None:
+    home = ROOT / "layers/common/warmgate/domain/webhooks.py"
+    product = [*(ROOT / "functions").rglob("*.py"), *(ROOT / "layers").rglob("*.py")]
+    literals = {
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in product
+        if path != home
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith(("campaign.", "warmgate.resume"))
+    }
+    assert literals == set()

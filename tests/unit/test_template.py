@@ -3,6 +3,8 @@ and from the CloudFormation the SAM transform makes of it."""
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -13,11 +15,14 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from devstack.template import load_template, translate_template
 from tests.webhook_bodies import SQS_MAX_MESSAGE_BYTES
+from warmgate import settings as settings_models
 from warmgate import wiring
 from warmgate.domain.decisions import Outcome
-from warmgate.settings import Settings, load_settings
+from warmgate.observability import Metric
+from warmgate.settings import FunctionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKER_SOURCE = ROOT / "layers/common/warmgate/services/worker.py"
 
 FUNCTIONS = (
     "OnboardingFunction",
@@ -61,10 +66,74 @@ def environment_of(function: str) -> dict[str, Any]:
     return variables | props.get("Environment", {}).get("Variables", {})
 
 
-def settings_of(function: str) -> Settings:
-    """The settings the function runs with: the template's literal environment, else defaults."""
-    literal = {k: str(v) for k, v in environment_of(function).items() if not isinstance(v, dict)}
-    return load_settings(environ=literal)
+def settings_model_of(function: str) -> type[FunctionSettings]:
+    """The settings model the function's handler loads (`<Model>.from_environ()` in its app.py)."""
+    code_uri = load_template()["Resources"][function]["Properties"]["CodeUri"]
+    tree = ast.parse((ROOT / code_uri / "app.py").read_text())
+    (name,) = {
+        node.func.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "from_environ"
+        and isinstance(node.func.value, ast.Name)
+    }
+    model: type[FunctionSettings] = getattr(settings_models, name)
+    return model
+
+
+def resolved(value: Any) -> str:
+    """A variable's value as the stack gives it: a literal, a parameter's default, or for a
+    resource (Ref, GetAtt, If) a stand-in name: the settings only check it is there."""
+    if not isinstance(value, dict):
+        return str(value)
+    parameter = load_template()["Parameters"].get(value.get("Ref"))
+    return "resource-name" if parameter is None else str(parameter.get("Default", ""))
+
+
+def template_environ(function: str) -> dict[str, str]:
+    return {name: resolved(value) for name, value in environment_of(function).items()}
+
+
+def settings_of(function: str) -> Any:
+    """The settings the function runs with, from the template and its parameters' defaults."""
+    return settings_model_of(function).from_environ(template_environ(function))
+
+
+def variables_read_by(model: type[FunctionSettings]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_template_environment_holds_every_setting_its_function_requires(function: str) -> None:
+    model = settings_model_of(function)
+    required = {f.alias for f in model.model_fields.values() if f.is_required()}
+
+    assert required <= set(environment_of(function))
+    assert isinstance(settings_of(function), model)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_template_function_environment_sets_only_what_its_settings_read(function: str) -> None:
+    own = load_template()["Resources"][function]["Properties"].get("Environment", {})
+
+    assert set(own.get("Variables", {})) <= variables_read_by(settings_model_of(function))
+
+
+def test_template_global_environment_is_read_by_some_function_or_by_powertools() -> None:
+    read = set().union(*(variables_read_by(settings_model_of(f)) for f in FUNCTIONS))
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert {v for v in variables if not v.startswith("POWERTOOLS_")} <= read
+
+
+def test_env_json_sets_only_declared_variables_to_values_the_settings_accept() -> None:
+    # sam local (and devstack) apply env.json only to variables the template declares.
+    local = json.loads((ROOT / "env.json").read_text())
+    assert set(local) <= set(FUNCTIONS)
+    for function, variables in local.items():
+        assert set(variables) <= set(environment_of(function)), function
+        settings_model_of(function).from_environ(template_environ(function) | variables)
 
 
 def test_template_logical_ids_match_architecture() -> None:
@@ -91,12 +160,9 @@ def test_template_function_logs_to_own_group_with_retention(function: str) -> No
 
 # --- least privilege -------------------------------------------------------------------------
 
-# The only statements allowed a wildcard resource: AWS offers nothing narrower for them.
-WILDCARD_RESOURCE_ALLOWED = {
-    # X-Ray has no resource-level permissions; Lambda's active tracing (Globals: Tracing)
-    # sends each function's segments with the function's own role.
-    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
-}
+# The only statements allowed a wildcard resource: AWS offers nothing narrower for them (none
+# since X-Ray tracing is off, see test_template_functions_are_not_traced).
+WILDCARD_RESOURCE_ALLOWED: set[frozenset[str]] = set()
 
 
 def iam_statements() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -297,6 +363,18 @@ def test_template_no_plain_secrets_in_environment() -> None:
     assert "MAILIVERY_API_KEY_SECRET" in variables
 
 
+def test_template_functions_are_not_traced() -> None:
+    # Decided by measurement (docs/architecture.md, "Tracing"): no Tracer, so no X-Ray.
+    template = load_template()
+    assert "Tracing" not in template["Globals"]["Function"]
+    assert all("Tracing" not in (r.get("Properties") or {}) for r in template["Resources"].values())
+    assert not any(
+        str(action).startswith("xray:")
+        for _, statement in iam_statements()
+        for action in as_list(statement["Action"])
+    )
+
+
 def test_template_runtime_matches_tested_python() -> None:
     import sys
 
@@ -365,17 +443,28 @@ def test_template_alarms_watch_custom_metrics_where_powertools_puts_them() -> No
         }, alarm
 
 
-def test_template_alarmed_custom_metrics_are_emitted_by_the_code() -> None:
-    code = "".join(
-        path.read_text()
-        for folder in ("functions", "layers/common/warmgate")
-        for path in (ROOT / folder).rglob("*.py")
-    )
-    outcomes = {outcome.value for outcome in Outcome}  # the worker's metric per outcome
-    for alarm, metric in alarmed_metrics():
-        name = metric["MetricName"]
-        if not metric["Namespace"].startswith("AWS/"):
-            assert name in outcomes or f'"{name}"' in code, (alarm, name)
+def test_template_alarmed_custom_metrics_are_members_of_the_metric_enum() -> None:
+    custom = [(a, m["MetricName"]) for a, m in alarmed_metrics() if m["Namespace"] == "warmgate"]
+    assert {alarm for alarm, _ in custom} >= {"UnexpectedCampaignsAlarm", "StartFailuresAlarm"}
+    for alarm, name in custom:
+        assert name in set(Metric), (alarm, name)
+
+
+def test_every_worker_outcome_and_deferral_kind_has_its_metric() -> None:
+    for outcome in Outcome:
+        assert Metric.of(outcome.value).name == outcome.name
+    deferrals = {  # every literal a RetryLater(delay, kind, ...) of the worker may get as kind
+        node.value
+        for call in ast.walk(ast.parse(WORKER_SOURCE.read_text()))
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "RetryLater"
+        for node in ast.walk(call.args[1])
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert deferrals >= {"rate_limited", "conflict", "busy", "start_failed", "outcome_unknown"}
+    for kind in deferrals:
+        assert Metric.of(kind)
+    with pytest.raises(KeyError):
+        Metric.of("no_such_outcome")
 
 
 def test_template_alarmed_function_metrics_name_a_function_of_the_stack() -> None:

@@ -29,7 +29,7 @@ from warmgate.adapters.mailivery import (
 )
 from warmgate.adapters.mailivery.client import call_deadline_seconds
 from warmgate.api.batch import OutOfTime, TimeBoxedBatchProcessor, ensure_time_for
-from warmgate.settings import load_settings
+from warmgate.settings import WorkerSettings
 from warmgate.wiring import (
     AWS_CALLS_ALLOWANCE_SECONDS,
     claim_hold_seconds,
@@ -37,6 +37,12 @@ from warmgate.wiring import (
     worst_case_call_seconds,
 )
 
+# What a worker cannot run without; everything else at its default.
+WORKER_ENVIRONMENT = {
+    "MAILBOX_TABLE_NAME": "warmgate-mailboxes",
+    "WORK_QUEUE_URL": "http://127.0.0.1/queue",
+    "MAILIVERY_API_KEY_SECRET": "warmgate/mailivery-api-key",
+}
 CAMPAIGN = {"success": True, "data": {"id": 4711, "email": "a@contoso.com", "status": "pending"}}
 TIMEOUT = httpx.Timeout(10.0, connect=3.05)
 THROTTLE_WAIT = 1.0
@@ -104,8 +110,9 @@ def test_deadline_without_a_read_timeout_is_unbounded() -> None:
 
 
 def test_worst_case_from_settings_uses_the_configured_timeouts_retries_and_budget_wait() -> None:
-    configured = load_settings(
-        environ={
+    configured = WorkerSettings.from_environ(
+        WORKER_ENVIRONMENT
+        | {
             "MAILIVERY_CONNECT_TIMEOUT_SECONDS": "2",
             "MAILIVERY_READ_TIMEOUT_SECONDS": "7",
             "MAILIVERY_READ_RETRIES": "1",
@@ -122,7 +129,7 @@ def test_worst_case_from_settings_uses_the_configured_timeouts_retries_and_budge
 
 
 def test_worker_record_is_a_reread_then_the_claimed_action_and_its_check() -> None:
-    defaults = load_settings(environ={})
+    defaults = WorkerSettings.from_environ(WORKER_ENVIRONMENT)
     read, write = (
         worst_case_call_seconds(defaults),
         worst_case_call_seconds(defaults, retried=False),
@@ -135,7 +142,7 @@ def test_worker_record_is_a_reread_then_the_claimed_action_and_its_check() -> No
 
 
 def test_default_claim_lease_outlasts_a_claim_held_by_a_live_worker() -> None:
-    defaults = load_settings(environ={})
+    defaults = WorkerSettings.from_environ(WORKER_ENVIRONMENT)
 
     assert defaults.claim_lease_seconds > claim_hold_seconds(defaults)
 

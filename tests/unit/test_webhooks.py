@@ -15,9 +15,9 @@ from tests.webhook_bodies import UNUSABLE_EMAILS
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.webhooks import (
     MAX_EVENT_TYPE_LENGTH,
+    EventType,
     WebhookAccount,
     WebhookEnvelope,
-    WebhookEventType,
     WebhookInvalid,
     WebhookNotJson,
     WebhookRejected,
@@ -68,7 +68,7 @@ def test_parse_webhook_documented_pending_example_normalizes_every_field() -> No
     envelope = parse_webhook(_payload_bytes("campaign-pending.json"))
 
     assert envelope.type == "campaign.pending"
-    assert envelope.event_type is WebhookEventType.PENDING
+    assert envelope.event_type is EventType.PENDING
     assert envelope.is_known_type is True
     assert envelope.action == "pending"
     account = envelope.account
@@ -89,7 +89,7 @@ def test_parse_webhook_documented_pending_example_normalizes_every_field() -> No
 def test_parse_webhook_created_example_gmail_with_null_meta_parses() -> None:
     envelope = parse_webhook(_payload_bytes("campaign-created.json"))
 
-    assert envelope.event_type is WebhookEventType.CREATED
+    assert envelope.event_type is EventType.CREATED
     assert envelope.campaign_id == "4712"
     assert envelope.account.provider_type == "gmail"
     assert envelope.account.meta is None
@@ -101,7 +101,7 @@ def test_parse_webhook_created_example_gmail_with_null_meta_parses() -> None:
 def test_parse_webhook_updated_example_empty_meta_no_tags_parses() -> None:
     envelope = parse_webhook(_payload_bytes("campaign-updated.json"))
 
-    assert envelope.event_type is WebhookEventType.UPDATED
+    assert envelope.event_type is EventType.UPDATED
     assert envelope.campaign_id == "4711"
     assert envelope.account.meta is None
     assert envelope.account.tags == []
@@ -112,7 +112,7 @@ def test_parse_webhook_updated_example_empty_meta_no_tags_parses() -> None:
 def test_parse_webhook_deleted_example_smtp_type_is_kept() -> None:
     envelope = parse_webhook(_payload_bytes("campaign-deleted.json"))
 
-    assert envelope.event_type is WebhookEventType.DELETED
+    assert envelope.event_type is EventType.DELETED
     assert envelope.campaign_id == "4713"
     assert envelope.account.type == "smtp"
     assert envelope.account.provider_type is None
@@ -138,7 +138,7 @@ def test_parse_webhook_unknown_type_is_accepted_and_extras_preserved() -> None:
 
     assert envelope.type == "campaign.connection_problem"
     assert envelope.event_type == "campaign.connection_problem"
-    assert not isinstance(envelope.event_type, WebhookEventType)
+    assert not isinstance(envelope.event_type, EventType)
     assert envelope.is_known_type is False
     assert envelope.action == "paused"
     assert envelope.model_extra == {
@@ -280,7 +280,7 @@ def test_envelope_type_is_stripped_and_matched_to_known_types() -> None:
     envelope = parse_webhook(_body(document))
 
     assert envelope.type == "campaign.updated"
-    assert envelope.event_type is WebhookEventType.UPDATED
+    assert envelope.event_type is EventType.UPDATED
 
 
 def test_parse_webhook_utf8_bom_and_str_bodies_parse() -> None:
@@ -657,7 +657,7 @@ _valid_campaign_ids = st.one_of(
     st.from_regex(r"[A-Za-z0-9-]{1,20}", fullmatch=True).map(lambda s: f" {s} "),
 )
 _known_or_unknown_types = st.one_of(
-    st.sampled_from([t.value for t in WebhookEventType]),
+    st.sampled_from([t.value for t in EventType]),
     st.from_regex(r"campaign\.[a-z_]{1,20}", fullmatch=True),
 )
 
@@ -694,7 +694,7 @@ def test_parse_webhook_valid_generated_envelope_round_trips(
 
     expected_id = None if campaign_id is None else str(campaign_id).strip()
     assert envelope.campaign_id == expected_id
-    assert envelope.is_known_type == (event_type in {t.value for t in WebhookEventType})
+    assert envelope.is_known_type == (event_type in {t.value for t in EventType})
     assert envelope.account.tags == [t.strip() for t in tags if t.strip()]
     assert envelope.account.model_extra == extra
     if email is None:

@@ -1,13 +1,16 @@
-"""Settings: one pydantic model read from the environment, validated when a handler loads.
+"""Settings: one pydantic model per function, read from the environment when its handler loads.
 
-Each handler declares which variables it needs (`load_settings(require=...)`) so that a missing
-one fails the cold start with an error naming the variable, not a KeyError deep in a request.
+A function's model holds exactly what it reads; the resources it cannot run without are
+required fields, so a missing or invalid variable fails the cold start with an error naming
+the variable, not a KeyError deep in a request. The parts functions share (the Mailivery
+client, the mailbox table, the work queue, the claim lease) are base classes, each holding
+its variables once.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -28,37 +31,77 @@ class Stage(StrEnum):
     PROD = "prod"
 
 
-def _csv(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
-    return value
-
-
 PositiveSeconds = Annotated[float, Field(gt=0, le=900)]
 
 
-class Settings(BaseModel):
-    """Every environment variable warmgate reads. The alias is the variable's name."""
+def _split(value: object, *, lower: bool) -> object:
+    if isinstance(value, str):
+        parts = (part.strip() for part in value.split(","))
+        return tuple(part.lower() if lower else part for part in parts if part)
+    return value
+
+
+class FunctionSettings(BaseModel):
+    """What every function reads. The alias of a field is its variable's name."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     stage: Stage = Field(Stage.PROD, alias="WARMGATE_STAGE")
 
-    # --- AWS resources (set by template.yaml) ---
-    mailbox_table_name: str | None = Field(None, alias="MAILBOX_TABLE_NAME", min_length=3)
-    work_queue_url: str | None = Field(None, alias="WORK_QUEUE_URL", min_length=1)
-    # The bus the mailbox events go to: a name or an ARN (PutEvents takes either).
-    event_bus_name: str | None = Field(None, alias="EVENT_BUS_NAME", min_length=1)
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Validate `environ` (default: the process's); one error names every variable at fault."""
+        env = os.environ if environ is None else environ
+        try:
+            return cls.model_validate(dict(env))
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
 
-    # --- Secrets: references, never values (except MAILIVERY_API_KEY on a local stage) ---
+
+def _describe(exc: ValidationError) -> str:
+    missing = [str(err["loc"][0]) for err in exc.errors() if err["type"] == "missing"]
+    invalid = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'environment'}: {err['msg']}"
+        for err in exc.errors()
+        if err["type"] != "missing"
+    ]
+    parts = ([f"missing environment variable(s): {', '.join(missing)}"] if missing else []) + (
+        [f"invalid environment: {'; '.join(invalid)}"] if invalid else []
+    )
+    return "; ".join(parts)
+
+
+# --- shared parts ---
+
+
+class SecretCacheSettings(FunctionSettings):
+    # How long a fetched secret is reused before it is read again (warmgate.adapters.secrets).
+    secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0, le=86_400)
+
+
+class TableSettings(FunctionSettings):
+    mailbox_table_name: str = Field(alias="MAILBOX_TABLE_NAME", min_length=3)
+
+
+class QueueSettings(FunctionSettings):
+    work_queue_url: str = Field(alias="WORK_QUEUE_URL", min_length=1)
+
+
+class ClaimLeaseSettings(FunctionSettings):
+    # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
+    # workers this long; after it, a crashed worker's claim is taken over. Must exceed the
+    # longest a live worker holds a claim (wiring.claim_hold_seconds, 76 s by default).
+    claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
+
+
+class MailiverySettings(SecretCacheSettings, TableSettings):
+    """The Mailivery client and the request budget it shares (kept in the mailbox table)."""
+
+    # The API key: the secret's reference; a plain key only on the local stage.
     mailivery_api_key_secret: str | None = Field(
         None, alias="MAILIVERY_API_KEY_SECRET", min_length=1
     )
     mailivery_api_key: str | None = Field(None, alias="MAILIVERY_API_KEY", min_length=1, repr=False)
-    webhook_token_secret: str | None = Field(None, alias="WEBHOOK_TOKEN_SECRET", min_length=1)
-    secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0, le=86_400)
-
-    # --- Mailivery ---
     mailivery_base_url: str = Field(DEFAULT_MAILIVERY_BASE_URL, alias="MAILIVERY_BASE_URL")
     mailivery_consent_hosts: tuple[str, ...] = Field(
         ("login.microsoftonline.com",), alias="MAILIVERY_CONSENT_HOSTS"
@@ -74,35 +117,15 @@ class Settings(BaseModel):
     # warmgate.adapters.mailivery.contract.VendorContract (paths, status field, body encoding,
     # tags).
     mailivery_contract_overrides: str | None = Field(None, alias="MAILIVERY_CONTRACT_OVERRIDES")
-
     # One budget per API key, shared by every instance (warmgate.adapters.budget) [doc: 240/min].
     mailivery_requests_per_minute: int = Field(
         240, alias="MAILIVERY_REQUESTS_PER_MINUTE", ge=20, le=6000
     )
 
-    # --- Policy knobs ---
-    expectation_ttl_hours: float = Field(24.0, alias="EXPECTATION_TTL_HOURS", gt=0, le=24 * 30)
-    unexpected_campaign_policy: UnexpectedCampaignPolicy = Field(
-        UnexpectedCampaignPolicy.LEAVE, alias="UNEXPECTED_CAMPAIGN_POLICY"
-    )
-    # A worker's claim on a campaign (mailbox `verifying`, ledger `deleting`) blocks other
-    # workers this long; after it, a crashed worker's claim is taken over. Must exceed the
-    # longest a live worker holds a claim (wiring.claim_hold_seconds, 76 s by default).
-    claim_lease_seconds: int = Field(90, alias="CLAIM_LEASE_SECONDS", ge=35, le=3600)
-    # IAM principal ARNs (roles as arn:aws:sts::<account>:assumed-role/<role>) that may withdraw
-    # or resume any mailbox; everyone else acts only on the requests it made.
-    admin_principals: tuple[str, ...] = Field((), alias="ADMIN_PRINCIPALS")
-    # Start/resume refusals (Mailivery cannot connect) retried with growing delay, then parked.
-    max_start_attempts: int = Field(4, alias="MAX_START_ATTEMPTS", ge=1, le=10)
-
-    _split_hosts = field_validator("mailivery_consent_hosts", mode="before")(_csv)
-
-    @field_validator("admin_principals", mode="before")
+    @field_validator("mailivery_consent_hosts", mode="before")
     @classmethod
-    def _split_principals(cls, value: object) -> object:
-        if isinstance(value, str):  # ARNs are case-sensitive: not lower-cased like hosts
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    def _split_hosts(cls, value: object) -> object:
+        return _split(value, lower=True)
 
     @field_validator("mailivery_base_url")
     @classmethod
@@ -112,38 +135,57 @@ class Settings(BaseModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _plain_api_key_only_locally(self) -> Self:
+    def _api_key_is_a_secret_or_local(self) -> Self:
         if self.mailivery_api_key and self.stage is not Stage.LOCAL:
             raise ValueError(
                 "MAILIVERY_API_KEY is accepted only with WARMGATE_STAGE=local; "
                 "deployed stages use MAILIVERY_API_KEY_SECRET"
             )
+        if not (self.mailivery_api_key_secret or self.mailivery_api_key):
+            raise ValueError(
+                "missing environment variable MAILIVERY_API_KEY_SECRET "
+                "(or MAILIVERY_API_KEY with WARMGATE_STAGE=local)"
+            )
         return self
 
 
-# One requirement, two ways to meet it: the secret's reference, or a plain key on stage local.
-MAILIVERY_API_KEY = "MAILIVERY_API_KEY_SECRET|MAILIVERY_API_KEY"
+# --- one model per function ---
 
 
-def load_settings(
-    require: Iterable[str] = (), environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Validate the environment; `require` lists variable names this caller cannot run without.
+class WebhookSettings(SecretCacheSettings, QueueSettings):
+    webhook_token_secret: str = Field(alias="WEBHOOK_TOKEN_SECRET", min_length=1)
 
-    An entry "A|B" means either variable is enough (see MAILIVERY_API_KEY).
-    """
-    env = os.environ if environ is None else environ
-    try:
-        settings = Settings.model_validate(dict(env))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'environment'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise SettingsError(f"invalid environment: {problems}") from None
-    missing = [name for name in require if not any(env.get(option) for option in name.split("|"))]
-    if missing:
-        raise SettingsError(
-            "missing environment variable(s): " + ", ".join(m.replace("|", " or ") for m in missing)
-        )
-    return settings
+
+class OnboardingSettings(MailiverySettings, QueueSettings, ClaimLeaseSettings):
+    expectation_ttl_hours: float = Field(24.0, alias="EXPECTATION_TTL_HOURS", gt=0, le=24 * 30)
+    # IAM principal ARNs (roles as arn:aws:sts::<account>:assumed-role/<role>) that may withdraw
+    # or resume any mailbox; everyone else acts only on the requests it made.
+    admin_principals: tuple[str, ...] = Field((), alias="ADMIN_PRINCIPALS")
+
+    @field_validator("admin_principals", mode="before")
+    @classmethod
+    def _split_principals(cls, value: object) -> object:
+        return _split(value, lower=False)  # ARNs are case-sensitive
+
+
+class CampaignWorkerSettings(MailiverySettings, ClaimLeaseSettings):
+    """The worker service (warmgate.services.worker) as the function and the ops CLI run it."""
+
+    unexpected_campaign_policy: UnexpectedCampaignPolicy = Field(
+        UnexpectedCampaignPolicy.LEAVE, alias="UNEXPECTED_CAMPAIGN_POLICY"
+    )
+    # Start/resume refusals (Mailivery cannot connect) retried with growing delay, then parked.
+    max_start_attempts: int = Field(4, alias="MAX_START_ATTEMPTS", ge=1, le=10)
+
+
+class WorkerSettings(CampaignWorkerSettings, QueueSettings):
+    """The function adds the queue it hands deferred records back to."""
+
+
+class ReconcilerSettings(MailiverySettings, QueueSettings):
+    pass
+
+
+class EventsSettings(FunctionSettings):
+    # The bus the mailbox events go to: a name or an ARN (PutEvents takes either).
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)

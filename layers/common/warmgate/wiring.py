@@ -1,8 +1,8 @@
 """Wiring: each function's service built from its settings, and the time budget they imply.
 
-The one module (besides the handlers) that reads Settings: the domain, the services and the
-adapters take plain values, so they are built the same way by the functions, the operator
-CLI, the local stack and the tests.
+The one module (besides the handlers) that reads the settings models: the domain, the
+services and the adapters take plain values, so they are built the same way by the
+functions, the operator CLI, the local stack and the tests.
 
 The time budget. Each Mailivery call has a deadline that the client enforces
 (`worst_case_call_seconds`: every attempt at its timeouts, budget waits, backoff and
@@ -30,7 +30,13 @@ from warmgate.adapters.sqs import WorkQueue
 from warmgate.services.onboarding import OnboardingService
 from warmgate.services.reconciler import Reconciler
 from warmgate.services.worker import CampaignWorker
-from warmgate.settings import Settings, SettingsError
+from warmgate.settings import (
+    CampaignWorkerSettings,
+    MailiverySettings,
+    OnboardingSettings,
+    ReconcilerSettings,
+    SettingsError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,12 +51,13 @@ AWS_CALLS_ALLOWANCE_SECONDS = 10.0
 # --- the services ---
 
 
-def onboarding_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> OnboardingService:
-    table = settings.mailbox_table_name or ""
+def onboarding_from_settings(
+    settings: OnboardingSettings, dynamodb: DynamoDBClient
+) -> OnboardingService:
     return OnboardingService(
-        MailboxRepository(dynamodb, table),
+        MailboxRepository(dynamodb, settings.mailbox_table_name),
         client_from_settings(settings, throttle=budget_from_settings(settings, dynamodb).acquire),
-        WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
+        WorkQueue(aws.client("sqs"), settings.work_queue_url),
         expectation_ttl=timedelta(hours=settings.expectation_ttl_hours),
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),
         admin_principals=frozenset(settings.admin_principals),
@@ -58,14 +65,14 @@ def onboarding_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> On
 
 
 def worker_from_settings(
-    settings: Settings, dynamodb: DynamoDBClient, budget: RateBudget | None = None
+    settings: CampaignWorkerSettings, dynamodb: DynamoDBClient, budget: RateBudget | None = None
 ) -> CampaignWorker:
     """The worker as every entry point runs it: settings' policy, the shared request budget
     (`budget`: another one, e.g. on a benchmark's scaled clock)."""
     if budget is None:
         budget = budget_from_settings(settings, dynamodb)
     return CampaignWorker(
-        MailboxRepository(dynamodb, settings.mailbox_table_name or ""),
+        MailboxRepository(dynamodb, settings.mailbox_table_name),
         client_from_settings(settings, throttle=budget.acquire),
         policy=settings.unexpected_campaign_policy,
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),
@@ -74,20 +81,20 @@ def worker_from_settings(
     )
 
 
-def reconciler_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> Reconciler:
+def reconciler_from_settings(settings: ReconcilerSettings, dynamodb: DynamoDBClient) -> Reconciler:
     return Reconciler(
-        MailboxRepository(dynamodb, settings.mailbox_table_name or ""),
+        MailboxRepository(dynamodb, settings.mailbox_table_name),
         client_from_settings(settings, throttle=budget_from_settings(settings, dynamodb).acquire),
-        WorkQueue(aws.client("sqs"), settings.work_queue_url or ""),
+        WorkQueue(aws.client("sqs"), settings.work_queue_url),
         page_seconds=reconciler_page_seconds(settings),
     )
 
 
-def budget_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> RateBudget:
+def budget_from_settings(settings: MailiverySettings, dynamodb: DynamoDBClient) -> RateBudget:
     """The request budget every instance shares (one per API key, in the mailbox table)."""
     return RateBudget(
         dynamodb,
-        settings.mailbox_table_name or "",
+        settings.mailbox_table_name,
         per_minute=settings.mailivery_requests_per_minute,
     )
 
@@ -95,20 +102,21 @@ def budget_from_settings(settings: Settings, dynamodb: DynamoDBClient) -> RateBu
 # --- the Mailivery client ---
 
 
-def api_key_provider(settings: Settings) -> Callable[[], str]:
+def api_key_provider(settings: MailiverySettings) -> Callable[[], str]:
     """Where the API key comes from: the secret (cached, warmgate.adapters.secrets), or a local
     plain key."""
     secret = settings.mailivery_api_key_secret
     if secret:
         return lambda: fetch_secret(secret, max_age=settings.secret_max_age_seconds)
-    plain = settings.mailivery_api_key  # Settings only admits it on the local stage
+    plain = settings.mailivery_api_key  # admitted only on the local stage
     if plain:
         return lambda: plain
+    # MailiverySettings' validator refuses neither; only an unvalidated model_construct gets here.
     raise SettingsError("missing environment variable: MAILIVERY_API_KEY_SECRET")
 
 
 def client_from_settings(
-    settings: Settings, throttle: Callable[[], None] | None = None
+    settings: MailiverySettings, throttle: Callable[[], None] | None = None
 ) -> MailiveryClient:
     """The client every function uses; `throttle` is the shared request budget's acquire,
     which waits at most budget.DEFAULT_MAX_WAIT for a token."""
@@ -128,21 +136,21 @@ def client_from_settings(
     )
 
 
-def _timeout(settings: Settings) -> httpx.Timeout:
+def _timeout(settings: MailiverySettings) -> httpx.Timeout:
     return httpx.Timeout(
         settings.mailivery_read_timeout_seconds,
         connect=settings.mailivery_connect_timeout_seconds,
     )
 
 
-def _retry_policy(settings: Settings) -> RetryPolicy:
+def _retry_policy(settings: MailiverySettings) -> RetryPolicy:
     return RetryPolicy(attempts=settings.mailivery_read_retries + 1)
 
 
 # --- the time budget ---
 
 
-def worst_case_call_seconds(settings: Settings, *, retried: bool = True) -> float:
+def worst_case_call_seconds(settings: MailiverySettings, *, retried: bool = True) -> float:
     """The deadline of one call of `client_from_settings(settings, throttle=budget.acquire)`:
     a read (`retried`) or a start/resume/delete/create (one attempt). The client enforces it."""
     return call_deadline_seconds(
@@ -150,13 +158,13 @@ def worst_case_call_seconds(settings: Settings, *, retried: bool = True) -> floa
     )
 
 
-def worker_record_seconds(settings: Settings) -> float:
+def worker_record_seconds(settings: MailiverySettings) -> float:
     """One WorkQueue record: the re-read (GET), one start/resume/delete (never retried), and
     the GET that checks a 409 on start/resume."""
     return worst_case_call_seconds(settings) + claim_hold_seconds(settings)
 
 
-def claim_hold_seconds(settings: Settings) -> float:
+def claim_hold_seconds(settings: MailiverySettings) -> float:
     """From a worker's claim (mailbox `verifying`, ledger `deleting`) to its result: the
     action and the GET that checks a 409. CLAIM_LEASE_SECONDS must be above it, or another
     worker could take over the claim of a worker that is still calling Mailivery."""
@@ -167,11 +175,11 @@ def claim_hold_seconds(settings: Settings) -> float:
     )
 
 
-def onboarding_request_seconds(settings: Settings) -> float:
+def onboarding_request_seconds(settings: MailiverySettings) -> float:
     """One POST /mailboxes: the ms-graph create, never retried."""
     return worst_case_call_seconds(settings, retried=False) + AWS_CALLS_ALLOWANCE_SECONDS
 
 
-def reconciler_page_seconds(settings: Settings) -> float:
+def reconciler_page_seconds(settings: MailiverySettings) -> float:
     """One page of Mailivery's campaign list (a read) and the re-queueing of what it holds."""
     return worst_case_call_seconds(settings) + AWS_CALLS_ALLOWANCE_SECONDS

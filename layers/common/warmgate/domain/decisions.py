@@ -41,14 +41,14 @@ from warmgate.domain.mailboxes import (
     RequestKind,
     parse_iso,
 )
+from warmgate.domain.webhooks import EventType
 
-ONBOARDING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created", "campaign.updated"})
+# A resume request (POST /mailboxes/{email}/resume) is acted on as a consent is.
+ONBOARDING_EVENT_TYPES = frozenset(
+    {EventType.PENDING, EventType.CREATED, EventType.UPDATED, EventType.RESUME_REQUESTED}
+)
 # Events that only announce a campaign: once its mailbox warms with it, a repeat says nothing new.
-ANNOUNCING_EVENT_TYPES = frozenset({"campaign.pending", "campaign.created"})
-DELETED_EVENT_TYPE = "campaign.deleted"
-# The message warmgate queues itself for POST /mailboxes/{email}/resume: "act on this campaign's
-# open request" (handled like a webhook: the same re-read, claims and idempotency).
-RESUME_REQUEST_EVENT_TYPE = "warmgate.resume_requested"
+ANNOUNCING_EVENT_TYPES = frozenset({EventType.PENDING, EventType.CREATED})
 
 
 class UnexpectedCampaignPolicy(StrEnum):
@@ -68,9 +68,9 @@ class EventKind(StrEnum):
 def classify_event(event_type: str, connection_problem_markers: tuple[str, ...]) -> EventKind:
     """The connection-problem type string is [unknown]: matched by markers from the contract."""
     normalized = event_type.strip().lower()
-    if normalized in ONBOARDING_EVENT_TYPES or normalized == RESUME_REQUEST_EVENT_TYPE:
+    if normalized in ONBOARDING_EVENT_TYPES:
         return EventKind.ONBOARDING
-    if normalized == DELETED_EVENT_TYPE:
+    if normalized == EventType.DELETED:
         return EventKind.DELETED
     if any(marker in normalized for marker in connection_problem_markers):
         return EventKind.CONNECTION_PROBLEM
@@ -361,7 +361,7 @@ def _deleted(
 ) -> CampaignDecision:
     if campaign is not None:
         return CampaignDecision(
-            Outcome.IGNORED, "campaign.deleted received but the campaign still exists"
+            Outcome.IGNORED, f"{EventType.DELETED} received but the campaign still exists"
         )
     mailbox_gone = _tracks(mailbox, campaign_id)
     already = ledger is not None and ledger.state is LedgerState.DELETED

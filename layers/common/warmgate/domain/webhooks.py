@@ -36,9 +36,9 @@ from warmgate.domain.emails import InvalidEmail, normalize_email
 
 __all__ = [
     "MAX_EVENT_TYPE_LENGTH",
+    "EventType",
     "WebhookAccount",
     "WebhookEnvelope",
-    "WebhookEventType",
     "WebhookInvalid",
     "WebhookNotJson",
     "WebhookRejected",
@@ -55,17 +55,21 @@ IDENTITY_REQUIRED: Final = "account.email or account.campaign_id is required"
 MAX_EVENT_TYPE_LENGTH: Final = 128
 
 
-class WebhookEventType(StrEnum):
-    """The `type` values documented in contract §4. Others (e.g. the undocumented
-    connection-problem event) are accepted and reported as the raw string."""
+class EventType(StrEnum):
+    """The event types warmgate knows: the `type` values documented in contract §4, and the
+    one warmgate queues itself. Others (e.g. the undocumented connection-problem event, whose
+    markers are in the vendor contract) are accepted and reported as the raw string."""
 
     PENDING = "campaign.pending"
     CREATED = "campaign.created"
     UPDATED = "campaign.updated"
     DELETED = "campaign.deleted"
+    # The message warmgate queues for POST /mailboxes/{email}/resume: "act on this campaign's
+    # open request" (handled like a webhook: the same re-read, claims and idempotency).
+    RESUME_REQUESTED = "warmgate.resume_requested"
 
 
-_KNOWN_TYPES: Final = frozenset(t.value for t in WebhookEventType)
+_KNOWN_TYPES: Final = frozenset(t.value for t in EventType)
 
 
 class WebhookRejected(ValueError):
@@ -291,9 +295,9 @@ class WebhookEnvelope(BaseModel):
         return _optional_text(value)
 
     @property
-    def event_type(self) -> WebhookEventType | str:
+    def event_type(self) -> EventType | str:
         """The documented type as an enum member, an unknown type as sent (never rejected)."""
-        return WebhookEventType(self.type) if self.type in _KNOWN_TYPES else self.type
+        return EventType(self.type) if self.type in _KNOWN_TYPES else self.type
 
     @property
     def is_known_type(self) -> bool:

@@ -42,7 +42,6 @@ from warmgate.adapters.mailivery import (
     NotFound,
 )
 from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
-from warmgate.domain.decisions import RESUME_REQUEST_EVENT_TYPE
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
@@ -55,6 +54,7 @@ from warmgate.domain.mailboxes import (
     parse_iso,
     utc_now,
 )
+from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
 from warmgate.services.page_cursor import InvalidCursor, decode_cursor, encode_cursor
 
@@ -311,7 +311,7 @@ class OnboardingService:
             # re-queues every such mailbox on its next run, so the request is not lost.
             self._queue.send(
                 QueuedWebhook.for_campaign(
-                    RESUME_REQUEST_EVENT_TYPE, stored.campaign_id, stored.email, now=now
+                    EventType.RESUME_REQUESTED, stored.campaign_id, stored.email, now=now
                 )
             )
             logger.info("resume requested", extra={"mailbox": stored.email})

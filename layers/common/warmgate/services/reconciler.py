@@ -37,7 +37,6 @@ from warmgate.adapters.budget import BudgetExhausted
 from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor, StaleRecord
 from warmgate.adapters.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
 from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
-from warmgate.domain.decisions import RESUME_REQUEST_EVENT_TYPE
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
     MailboxEvent,
@@ -46,9 +45,10 @@ from warmgate.domain.mailboxes import (
     parse_iso,
     utc_now,
 )
+from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
 
-RECONCILED_EVENT_TYPE = "campaign.pending"  # what the missed webhook would have said
+RECONCILED_EVENT_TYPE = EventType.PENDING  # what the missed webhook would have said
 # Mailivery or our budget asking us to come back later: stop here, continue next run.
 NOT_NOW: tuple[type[Exception], ...] = (BudgetExhausted, *TRANSIENT_ERRORS)
 MAX_PAGES_PER_RUN = 1000  # a list whose metadata always says "more" still ends
@@ -146,7 +146,7 @@ class Reconciler:
             return
         self._queue.send(
             QueuedWebhook.for_campaign(
-                RESUME_REQUEST_EVENT_TYPE, mailbox.campaign_id, mailbox.email, now=now
+                EventType.RESUME_REQUESTED, mailbox.campaign_id, mailbox.email, now=now
             )
         )
         report.resumes_requeued += 1

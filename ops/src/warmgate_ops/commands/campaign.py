@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.campaign_ids import InvalidCampaignId, parse_campaign_id
 from warmgate.domain.decisions import Outcome
 from warmgate.domain.mailboxes import iso, utc_now
+from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
 from warmgate.services.worker import CampaignWorker, RetryLater
-from warmgate.settings import MAILIVERY_API_KEY, SettingsError, load_settings
+from warmgate.settings import CampaignWorkerSettings, SettingsError
 from warmgate.wiring import worker_from_settings
 from warmgate_ops.config import (
     EXIT_DEFERRED,
@@ -113,8 +115,8 @@ def redecide_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
 def _worker(deployment: Deployment) -> CampaignWorker:
     """The worker as WorkerFunction builds it, on the table the operator named."""
     try:
-        settings = load_settings(require=[MAILIVERY_API_KEY])
-        settings = settings.model_copy(update={"mailbox_table_name": deployment.setting(TABLE)})
+        environ = dict(os.environ, MAILBOX_TABLE_NAME=deployment.setting(TABLE))
+        settings = CampaignWorkerSettings.from_environ(environ)
         return worker_from_settings(settings, boto3.client("dynamodb"))
     except SettingsError as exc:
         raise OpsError(str(exc)) from None
@@ -153,7 +155,7 @@ def forget_campaign(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def synthesized_pending(campaign_id: str) -> QueuedWebhook:
     return QueuedWebhook(
-        event_type="campaign.pending",
+        event_type=EventType.PENDING,
         campaign_id=campaign_id,
         email=None,  # the worker re-reads the campaign, and with it the email
         dedup_key=f"ops:{campaign_id}",
