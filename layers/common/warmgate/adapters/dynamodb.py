@@ -115,9 +115,13 @@ class ReconcilerCursor:
 
 
 class MailboxRepository:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, *, budget: RateBudget | None = None
+    ) -> None:
+        """`budget`: the request budget a write `with_token` takes its token from."""
         self._client = client
         self._table = table_name
+        self._budget = budget
 
     def get(self, email: str) -> ExpectedMailbox | None:
         response = self._client.get_item(
@@ -147,10 +151,10 @@ class MailboxRepository:
         record: ExpectedMailbox,
         *,
         read_version: int | None,
-        with_token: RateBudget | None = None,
+        with_token: bool = False,
     ) -> ExpectedMailbox:
         """Write `record` if the stored one is still at `read_version` (None: must not exist);
-        with a `with_token` budget, take one of its tokens in the same transaction.
+        `with_token`, take one token of the request budget in the same transaction.
 
         Returns the record as stored (version incremented); raises StaleRecord otherwise, or
         BudgetExhausted (nothing written) when no token came in time.
@@ -276,7 +280,7 @@ class MailboxRepository:
         entry: CampaignLedgerEntry,
         *,
         read_version: int | None,
-        with_token: RateBudget | None = None,
+        with_token: bool = False,
     ) -> CampaignLedgerEntry:
         """As `save`, for a campaign's ledger entry."""
         stored = replace(entry, version=(read_version or 0) + 1)
@@ -330,7 +334,7 @@ class MailboxRepository:
         item: dict[str, Any],
         read_version: int | None,
         name: str,
-        with_token: RateBudget | None = None,
+        with_token: bool = False,
     ) -> None:
         put: PutTypeDef = {"TableName": self._table, "Item": item}
         if read_version is None:
@@ -339,10 +343,12 @@ class MailboxRepository:
             put["ConditionExpression"] = "version = :read_version"
             put["ExpressionAttributeValues"] = {":read_version": {"N": str(read_version)}}
         try:
-            if with_token is None:
+            if not with_token:
                 self._client.put_item(**put)
+            elif self._budget is None:
+                raise ValueError("a write with_token needs the repository built with a budget")
             else:
-                with_token.acquire_with({"Put": put})
+                self._budget.acquire_with({"Put": put})
         except WriteRefused:
             raise StaleRecord(name) from None
         except ClientError as exc:

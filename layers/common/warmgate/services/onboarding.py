@@ -29,7 +29,6 @@ from warmgate.adapters.budget import BudgetExhausted
 from warmgate.adapters.dynamodb import (
     LIST_INDEX_KEYS,
     NO_PRINCIPAL,
-    MailboxRepository,
     StaleRecord,
     is_list_key,
 )
@@ -37,11 +36,10 @@ from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     ConsentRequest,
-    MailiveryClient,
     MailiveryError,
     NotFound,
 )
-from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.decisions import RESUME_REQUEST_EVENT_TYPE
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.mailboxes import (
@@ -57,6 +55,7 @@ from warmgate.domain.mailboxes import (
 )
 from warmgate.observability import logger
 from warmgate.services.page_cursor import InvalidCursor, decode_cursor, encode_cursor
+from warmgate.services.ports import CampaignApi, Clock, MailboxStore, MessageQueue
 
 # A record written before the vendor call but never completed (the function crashed or timed
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
@@ -152,14 +151,14 @@ class ConsentOutcome:
 class OnboardingService:
     def __init__(
         self,
-        repository: MailboxRepository,
-        mailivery: MailiveryClient,
-        queue: WorkQueue,
+        repository: MailboxStore,
+        mailivery: CampaignApi,
+        queue: MessageQueue,
         *,
         expectation_ttl: timedelta,
         claim_lease: timedelta,
         admin_principals: frozenset[str] = frozenset(),
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repository = repository

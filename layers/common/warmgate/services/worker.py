@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from warmgate.adapters.budget import BudgetExhausted, RateBudget
-from warmgate.adapters.dynamodb import MailboxRepository, StaleRecord
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.adapters.dynamodb import StaleRecord
 from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,
     ConnectionLost,
-    MailiveryClient,
     MailiveryError,
     NotFound,
     RateLimited,
@@ -58,9 +55,7 @@ from warmgate.domain.mailboxes import (
     utc_now,
 )
 from warmgate.observability import logger
-
-if TYPE_CHECKING:
-    pass
+from warmgate.services.ports import CampaignApi, Clock, MailboxStore
 
 START_RETRY_BASE_SECONDS = 60  # refused or conflicting: 60, 120, 240, 480 s …
 UNKNOWN_OUTCOME_RETRY_BASE_SECONDS = 15  # settled by a cheap re-read: 15, 30, 60 s …
@@ -108,20 +103,21 @@ class _Situation:
 class CampaignWorker:
     def __init__(
         self,
-        repository: MailboxRepository,
-        mailivery: MailiveryClient,
+        repository: MailboxStore,
+        mailivery: CampaignApi,
         *,
         policy: UnexpectedCampaignPolicy,
         claim_lease: timedelta,
         max_start_attempts: int,
-        clock: Callable[[], datetime] = utc_now,
-        budget: RateBudget | None = None,
+        clock: Clock = utc_now,
+        claims_take_tokens: bool = False,
     ) -> None:
-        """`budget`: the request budget `mailivery` throttles on; when given, each claim takes
-        the token of the vendor action it precedes, and that action skips the throttle."""
+        """`claims_take_tokens`: `repository` holds the request budget `mailivery` throttles
+        on; each claim takes the token of the vendor action it precedes (one transaction), and
+        that action skips the throttle."""
         self._repository = repository
         self._mailivery = mailivery
-        self._budget = budget
+        self._prepaid = claims_take_tokens
         self._policy = policy
         self._lease = claim_lease
         self._max_start_attempts = max_start_attempts
@@ -257,7 +253,7 @@ class CampaignWorker:
                 outcome_unknown=False,
             ),
             read_version=mailbox.version,
-            with_token=self._budget,
+            with_token=self._prepaid,
         )
         call = (
             self._mailivery.start_warmup
@@ -265,7 +261,7 @@ class CampaignWorker:
             else self._mailivery.resume_warmup
         )
         try:
-            call(campaign_id, prepaid=self._budget is not None)
+            call(campaign_id, prepaid=self._prepaid)
         except Conflict as exc:
             if not self._is_active(campaign_id):  # "already warming" after a re-read is success
                 return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
@@ -366,10 +362,10 @@ class CampaignWorker:
             LedgerState.DELETING,
             decision.reason,
             self._clock(),
-            with_token=self._budget,
+            with_token=self._prepaid,
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            self._mailivery.delete_campaign(campaign_id, prepaid=self._budget is not None)
+            self._mailivery.delete_campaign(campaign_id, prepaid=self._prepaid)
         self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
         return decision.outcome
 
@@ -411,7 +407,7 @@ class CampaignWorker:
         reason: str,
         now: datetime,
         *,
-        with_token: RateBudget | None = None,
+        with_token: bool = False,
     ) -> CampaignLedgerEntry:
         """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
         entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))
