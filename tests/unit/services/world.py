@@ -67,8 +67,10 @@ class World:
             sleep=lambda _: None,
         )
 
-    def reconciler(self) -> Reconciler:
-        return Reconciler(self.store, self.api, self.queue, clock=self.clock)
+    def reconciler(self, page_seconds: float = 0.0) -> Reconciler:
+        return Reconciler(
+            self.store, self.api, self.queue, page_seconds=page_seconds, clock=self.clock
+        )
 
     # --- records ---
 
