@@ -17,13 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warmgate.adapters.budget import BudgetExhausted
-from warmgate.adapters.dynamodb import (
+from warmgate.adapters.dynamodb import MailboxPage, ReconcilerCursor, StaleRecord
+from warmgate.adapters.mailbox_items import (
     LIST_INDEX_KEYS,
     MAILBOX_KIND,
     NO_PRINCIPAL,
-    MailboxPage,
-    ReconcilerCursor,
-    StaleRecord,
     owner_prefix,
 )
 from warmgate.adapters.mailivery import (

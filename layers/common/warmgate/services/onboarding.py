@@ -26,12 +26,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from warmgate.adapters.budget import BudgetExhausted
-from warmgate.adapters.dynamodb import (
-    LIST_INDEX_KEYS,
-    NO_PRINCIPAL,
-    StaleRecord,
-    is_list_key,
-)
+from warmgate.adapters.dynamodb import StaleRecord
+from warmgate.adapters.mailbox_items import LIST_INDEX_KEYS, NO_PRINCIPAL, is_list_key
 from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
