@@ -31,7 +31,7 @@ from warmgate.domain.mailboxes import (
     Transition,
     iso,
 )
-from warmgate.services.worker import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
+from warmgate.services.start_attempts import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)

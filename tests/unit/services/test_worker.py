@@ -30,12 +30,12 @@ from warmgate.domain.decisions import Action, CampaignDecision, Outcome, Unexpec
 from warmgate.domain.ledger import LedgerState
 from warmgate.domain.mailboxes import MailboxState, RequestKind
 from warmgate.services import worker as worker_module
-from warmgate.services.worker import (
+from warmgate.services.start_attempts import (
     RACE_RETRY_SECONDS,
     START_RETRY_BASE_SECONDS,
     UNKNOWN_OUTCOME_RETRY_BASE_SECONDS,
-    RetryLater,
 )
+from warmgate.services.worker import RetryLater
 
 S, C, L = MailboxState, CampaignStatus, LedgerState
 RETRY_KINDS = {"rate_limited", "busy", "start_failed", "outcome_unknown", "conflict"}
