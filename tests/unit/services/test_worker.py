@@ -8,6 +8,7 @@ removing a scenario cannot silently drop an outcome from the tested set.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -656,3 +657,14 @@ def test_a_claim_held_by_a_crashed_worker_is_taken_over_after_its_lease() -> Non
 
     assert world.worker().handle(message) is Outcome.STARTED
     assert world.store.mailboxes[EMAIL].state is S.WARMING
+
+
+def test_the_decision_is_logged_with_the_events_dedup_key(caplog: pytest.LogCaptureFixture) -> None:
+    world = World()
+    message = pending_request(world)
+
+    with caplog.at_level(logging.INFO):
+        world.worker().handle(message)
+
+    [logged] = [r for r in caplog.records if r.getMessage() == "campaign decision"]
+    assert logged.dedup_key == f"campaign.pending:{CID}"  # type: ignore[attr-defined]

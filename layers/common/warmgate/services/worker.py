@@ -162,7 +162,11 @@ class CampaignWorker:
         if hinted is not None and replayed(message.event_type, hinted.campaign_id, hinted.mailbox):
             logger.info(
                 "campaign decision",
-                extra={"outcome": Outcome.DUPLICATE.value, "reason": "replayed event"},
+                extra={
+                    "outcome": Outcome.DUPLICATE.value,
+                    "reason": "replayed event",
+                    "dedup_key": message.dedup_key,
+                },
             )
             return Outcome.DUPLICATE
         situation = self._situation(kind, message, hinted)
@@ -180,6 +184,7 @@ class CampaignWorker:
                 "outcome": decision.outcome.value,
                 "action": decision.action.value,
                 "reason": decision.reason,
+                "dedup_key": message.dedup_key,
             },
         )
         if decision.outcome is Outcome.BUSY:

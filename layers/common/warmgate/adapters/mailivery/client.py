@@ -45,11 +45,9 @@ from warmgate.adapters.mailivery.errors import (
 )
 from warmgate.domain.campaign_ids import parse_campaign_id
 from warmgate.domain.campaigns import (
-    AccountLimits,
     Campaign,
     CampaignPage,
     ConsentLink,
-    EmailPerDayBudget,
     InvalidConsentUrl,
     validate_consent_url,
 )
@@ -84,7 +82,6 @@ class ConsentRequest:
     email_per_day: int | None = None
     response_rate: int | None = None
     tags: Sequence[str] = ()
-    warmup_audience_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,32 +219,8 @@ class MailiveryClient:
     def resume_warmup(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
         return self._action("PATCH", self.contract.resume_warmup_path, campaign_id, prepaid)
 
-    def pause_warmup(self, campaign_id: str | int) -> Any:
-        return self._action("PATCH", self.contract.pause_warmup_path, campaign_id)
-
     def delete_campaign(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
         return self._action("DELETE", self.contract.delete_campaign_path, campaign_id, prepaid)
-
-    def get_account_limits(self) -> AccountLimits:
-        data, request_id = self._call("GET", self.contract.account_limits_path)
-        try:
-            budget = data["email_per_day"]
-            return AccountLimits(
-                email_per_day=EmailPerDayBudget(
-                    total=int(budget["total"]),
-                    used=int(budget["used"]),
-                    available=int(budget["available"]),
-                ),
-                email_accounts=int(data.get("email_accounts", 0)),
-                email_accounts_need_attention=int(data.get("email_accounts_need_attention", 0)),
-                emails_sent_today=int(data.get("emails_sent_today", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UnexpectedResponse(
-                f"account limits have an unknown shape: {type(exc).__name__} {exc}",
-                request_id=request_id,
-                status=200,
-            ) from None
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -257,7 +230,6 @@ class MailiveryClient:
             "last_name": request.last_name,
             "email_per_day": request.email_per_day,
             "response_rate": request.response_rate,
-            "warmup_audience_type": request.warmup_audience_type,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tags:
