@@ -6,9 +6,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
+
+from tests.properties import FULL, examples
 
 if TYPE_CHECKING:
     from devstack.sandbox import MailiverySandbox
+
+# Hypothesis' default is 100 examples a test (tests/properties.py says when each profile runs).
+settings.register_profile("full", max_examples=100)
+settings.register_profile("unit", max_examples=examples(100))
+settings.load_profile("full" if FULL else "unit")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from tests.openapi_contract import (
     operations,
     resolve,
 )
+from tests.properties import examples
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.mailboxes import MailboxState
 from warmgate.services.onboarding import MailboxRequest
@@ -170,7 +171,7 @@ def test_openapi_request_example_is_accepted_by_the_model() -> None:
 
 
 @pytest.mark.parametrize("name", ["Email", "PathEmail"])
-@settings(max_examples=50)  # generating from these patterns is slow: ~40 ms an example
+@settings(max_examples=examples(50))  # generating from these patterns is slow: ~40 ms an example
 @given(data=st.data())
 def test_openapi_email_patterns_only_admit_addresses_warmgate_accepts(
     name: str, data: st.DataObject

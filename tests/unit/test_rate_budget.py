@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.properties import examples
 from warmgate.adapters.budget import (
     CONFLICT_PAUSE,
     CONFLICT_RETRY_AFTER,
@@ -511,7 +512,7 @@ _groups = st.lists(
 # and fixed, CI runs this search from a fixed seed, so that a build does not pass or fail by
 # chance; the open counterexample is recorded in the closing note of issue 17.
 @settings(
-    max_examples=75,
+    max_examples=examples(75),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,

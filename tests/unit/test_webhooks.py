@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.properties import examples
 from tests.webhook_bodies import UNUSABLE_EMAILS
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.webhooks import (
@@ -620,7 +621,7 @@ def test_parse_webhook_arbitrary_json_only_raise_rejected_with_reason(document: 
     _assert_rejected_or_identified(document)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(_envelope_like)
 def test_parse_webhook_envelope_like_json_accepted_or_rejected_with_reason(
     document: dict[str, Any],
