@@ -136,11 +136,11 @@ class FakeMailboxStore:
     def list_mailboxes(
         self,
         *,
+        limit: int,
         owner: str | None,
+        start_key: Mapping[str, str] | None = None,
         states: Iterable[MailboxState] = (),
         requested_by: str | None = None,
-        limit: int,
-        start_key: Mapping[str, str] | None = None,
     ) -> MailboxPage:
         wanted = set(states)
         keyed = sorted(

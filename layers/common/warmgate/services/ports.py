@@ -59,13 +59,14 @@ class MailboxStore(Protocol):
     def list_mailboxes(
         self,
         *,
+        limit: int,
         owner: str | None,
+        start_key: Mapping[str, str] | None = None,
         states: Iterable[MailboxState] = (),
         requested_by: str | None = None,
-        limit: int,
-        start_key: Mapping[str, str] | None = None,
     ) -> MailboxPage:
-        """Newest change first: `owner`'s mailboxes (None: every one), filtered."""
+        """Newest change first: `owner`'s mailboxes (None: every one), in one of `states` (any
+        if empty), of `requested_by` (any if None), from a `start_key` a page returned."""
         ...
 
     def get_reconciler_cursor(self) -> ReconcilerCursor: ...
