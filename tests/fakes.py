@@ -11,7 +11,7 @@ No moto, no sockets: a service test runs in milliseconds.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,7 +327,7 @@ class FakeCampaignApi:
         apply()
         return {"status": "active"}
 
-    def _raise_fault(self, name: str, apply: Any) -> None:
+    def _raise_fault(self, name: str, apply: Callable[[], None]) -> None:
         if not self._faults[name]:
             return
         fault = self._faults[name].popleft()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -27,9 +28,9 @@ def world() -> World:
     return World()
 
 
-def conflict(world: World, call: object) -> OnboardingConflict:
+def conflict(world: World, call: Callable[[], object]) -> OnboardingConflict:
     with pytest.raises(OnboardingConflict) as raised:
-        call()  # type: ignore[operator]
+        call()
     return raised.value
 
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.unit.services.world import CID, EMAIL, LEASE, MAX_START_ATTEMPTS, Wor
 from warmgate.adapters.mailivery import (
     CampaignStatus,
     Conflict,
+    MailiveryError,
     RateLimited,
     ServerError,
     Timeout,
@@ -29,7 +31,7 @@ from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain import decisions
 from warmgate.domain.decisions import Action, CampaignDecision, Outcome, UnexpectedCampaignPolicy
 from warmgate.domain.ledger import LedgerState
-from warmgate.domain.mailboxes import MailboxState, RequestKind
+from warmgate.domain.mailboxes import MailboxState, RequestKind, iso
 from warmgate.services import worker as worker_module
 from warmgate.services.start_attempts import (
     RACE_RETRY_SECONDS,
@@ -39,6 +41,7 @@ from warmgate.services.start_attempts import (
 from warmgate.services.worker import RetryLater
 
 S, C, L = MailboxState, CampaignStatus, LedgerState
+Arrange = Callable[[World], QueuedWebhook]
 RETRY_KINDS = {"rate_limited", "busy", "start_failed", "outcome_unknown", "conflict"}
 
 
@@ -63,7 +66,9 @@ def pending_request(world: World) -> QueuedWebhook:
     return world.message()
 
 
-def tracked(state: MailboxState, status: CampaignStatus, event: str = "campaign.updated"):  # type: ignore[no-untyped-def]
+def tracked(
+    state: MailboxState, status: CampaignStatus | str, event: str = "campaign.updated"
+) -> Arrange:
     def arrange(world: World) -> QueuedWebhook:
         world.mailbox(state)
         world.api.add(CID, EMAIL, status)
@@ -72,7 +77,7 @@ def tracked(state: MailboxState, status: CampaignStatus, event: str = "campaign.
     return arrange
 
 
-def untracked(status: CampaignStatus | str, imap_type: str = "ms-graph"):  # type: ignore[no-untyped-def]
+def untracked(status: CampaignStatus | str, imap_type: str = "ms-graph") -> Arrange:
     def arrange(world: World) -> QueuedWebhook:
         world.api.add(CID, EMAIL, status, imap_type=imap_type)
         return world.message()
@@ -80,17 +85,19 @@ def untracked(status: CampaignStatus | str, imap_type: str = "ms-graph"):  # typ
     return arrange
 
 
-def failing_start(error: Exception, *, applied: bool = False, attempts: int = 0, attempt: int = 0):  # type: ignore[no-untyped-def]
+def failing_start(
+    error: MailiveryError, *, applied: bool = False, attempts: int = 0, attempt: int = 0
+) -> Arrange:
     def arrange(world: World) -> QueuedWebhook:
         world.mailbox(start_attempts=attempts)
         world.api.add(CID, EMAIL)
-        world.api.fail("start", error, applied=applied)  # type: ignore[arg-type]
+        world.api.fail("start", error, applied=applied)
         return world.message(attempt=attempt)
 
     return arrange
 
 
-def vendor(kind: type[Exception], message: str = "refused") -> Exception:
+def vendor(kind: type[MailiveryError], message: str = "refused") -> MailiveryError:
     return kind(message, request_id="r-1", status=400)
 
 
@@ -139,7 +146,7 @@ def no_reread(world: World) -> None:
 
 def ledger_seen(
     state: LedgerState, status: CampaignStatus | None = C.PENDING, event: str = "campaign.pending"
-):  # type: ignore[no-untyped-def]
+) -> Arrange:
     def arrange(world: World) -> QueuedWebhook:
         world.ledger_entry(state)
         if status is not None:
@@ -155,7 +162,7 @@ def id_mismatch(world: World) -> QueuedWebhook:
     return world.message()
 
 
-def campaign_gone(event: str):  # type: ignore[no-untyped-def]
+def campaign_gone(event: str) -> Arrange:
     def arrange(world: World) -> QueuedWebhook:
         world.mailbox(S.WARMING)
         return world.message(event)
@@ -187,8 +194,6 @@ def live_delete_claim(world: World) -> QueuedWebhook:
 
 
 def _iso_ago(world: World, seconds: float) -> str:
-    from warmgate.domain.mailboxes import iso
-
     return iso(world.clock() - timedelta(seconds=seconds))
 
 
@@ -428,7 +433,7 @@ SCENARIOS = [
     ),
     Scenario(
         "unknown status",
-        tracked(S.CONSENT_REQUESTED, "archived", "campaign.updated"),  # type: ignore[arg-type]
+        tracked(S.CONSENT_REQUESTED, "archived", "campaign.updated"),
         Outcome.UNKNOWN_STATUS,
         Outcome.UNKNOWN_STATUS,
         state=S.CONSENT_REQUESTED,
@@ -596,7 +601,7 @@ def decided(monkeypatch: pytest.MonkeyPatch) -> list[CampaignDecision]:
     """Every decision `decide` returns to the worker, in order."""
     seen: list[CampaignDecision] = []
 
-    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def recording(*args: Any, **kwargs: Any) -> CampaignDecision:
         seen.append(decisions.decide(*args, **kwargs))
         return seen[-1]
 
@@ -667,4 +672,4 @@ def test_the_decision_is_logged_with_the_events_dedup_key(caplog: pytest.LogCapt
         world.worker().handle(message)
 
     [logged] = [r for r in caplog.records if r.getMessage() == "campaign decision"]
-    assert logged.dedup_key == f"campaign.pending:{CID}"  # type: ignore[attr-defined]
+    assert logged.__dict__["dedup_key"] == f"campaign.pending:{CID}"
