@@ -68,10 +68,10 @@ CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
 SAVE_LINK_ATTEMPTS = 4  # storing a minted consent link: a few jittered tries, ~3 s at most
 SAVE_LINK_BACKOFF_SECONDS = 0.5
 
-# The request models and refusals are imported from here by the API's handlers.
+# The handlers import the request models and refusals (services.mailbox_requests) from here.
 __all__ = [
     "IN_FLIGHT_ABANDONED_AFTER",
-    "UNKNOWN_OUTCOME_RETRY_AFTER",  # with claim_held, in mailbox_requests
+    "UNKNOWN_OUTCOME_RETRY_AFTER",
     "ConsentOutcome",
     "MailboxListQuery",
     "MailboxListing",
