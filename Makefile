@@ -49,8 +49,8 @@ setup: $(VENV)/.installed ## create .venv with pinned dependencies
 
 setup-sam: $(VENV_SAM)/.installed ## create .venv-sam with aws-sam-cli and cfn-lint
 
-test: setup ## full test suite (unit, integration, e2e)
-	$(PY) -m pytest
+test: setup ## full test suite (unit, integration, e2e), every property test at its full count
+	WARMGATE_PROPERTIES=full $(PY) -m pytest
 
 unit: setup ## unit tests only (no I/O)
 	$(PY) -m pytest tests/unit

@@ -8,14 +8,18 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.properties import FULL, examples
+
 if TYPE_CHECKING:
     from devstack.sandbox import MailiverySandbox
 
+# Hypothesis' default is 100 examples a test (tests/properties.py says when each profile runs).
 # These machines are shared and noisy: how fast inputs are generated says nothing about the code,
-# so Hypothesis's speed health checks and per-example deadlines are off for every test. Each
-# property keeps its own number of examples; correctness checks are unchanged.
-settings.register_profile("warmgate", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("warmgate")
+# so the speed health check and per-example deadlines are off in both profiles.
+_SHARED_MACHINE = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("full", max_examples=100, **_SHARED_MACHINE)
+settings.register_profile("unit", max_examples=examples(100), **_SHARED_MACHINE)
+settings.load_profile("full" if FULL else "unit")
 
 
 @pytest.fixture

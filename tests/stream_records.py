@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warmgate.adapters.dynamodb import ledger_to_item, mailbox_to_item
+from warmgate.adapters.mailbox_items import ledger_to_item, mailbox_to_item
 from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
 from warmgate.domain.mailboxes import ExpectedMailbox, MailboxState, RequestKind, Transition, iso
 

@@ -139,7 +139,7 @@ def test_warmup_lifecycle_start_pause_resume_delete(
 
     client.start_warmup(campaign_id)
     assert client.get_campaign(campaign_id).status is CampaignStatus.ACTIVE
-    client.pause_warmup(campaign_id)
+    control.pause_campaign(campaign_id)  # warmgate never pauses: the owner does, at Mailivery
     assert client.get_campaign(campaign_id).status is CampaignStatus.PAUSED
     client.resume_warmup(campaign_id)
     assert client.get_campaign(campaign_id).status is CampaignStatus.ACTIVE
@@ -186,12 +186,6 @@ def test_iter_campaigns_follows_pagination(
     assert len(api_calls(control, "/campaigns")) == 3
 
 
-def test_get_account_limits_parses_budget(client: MailiveryClient) -> None:
-    limits = client.get_account_limits()
-    assert limits.email_per_day.total >= limits.email_per_day.available >= 0
-    assert limits.email_accounts == 0
-
-
 def test_status_code_field_variant_is_understood(
     client: MailiveryClient, control: SandboxControl
 ) -> None:
@@ -211,7 +205,7 @@ def test_form_body_encoding_is_accepted(sandbox: MailiverySandbox, control: Sand
 
 def test_wrong_api_key_raises_unauthorized(sandbox: MailiverySandbox) -> None:
     with pytest.raises(Unauthorized) as excinfo:
-        make_client(sandbox.api_base_url, key="wrong").get_account_limits()
+        make_client(sandbox.api_base_url, key="wrong").list_campaigns()
     assert excinfo.value.status == 401
     assert excinfo.value.request_id
 
@@ -270,9 +264,9 @@ def test_invalid_create_raises_validation_failed_for_both_error_shapes(
 def test_unintelligible_answer_raises_typed_error(
     client: MailiveryClient, control: SandboxControl, fault: dict[str, float], error: type
 ) -> None:
-    control.set_faults(**fault, paths=["/account/limits"])
+    control.set_faults(**fault, paths=[r"/campaigns$"])
     with pytest.raises(error) as excinfo:
-        client.get_account_limits()
+        client.list_campaigns()
     assert excinfo.value.request_id
 
 
@@ -295,7 +289,7 @@ def test_connection_reset_after_the_request_raises_connection_lost_not_unreachab
 def test_refused_connection_raises_unreachable() -> None:
     client = make_client("http://127.0.0.1:9/api/v1")  # discard port: nothing listens
     with pytest.raises(Unreachable) as excinfo:
-        client.get_account_limits()
+        client.list_campaigns()
     assert excinfo.value.request_id
 
 
@@ -336,10 +330,10 @@ def test_read_is_retried_on_5xx_with_fresh_request_ids(
     client = make_client(sandbox.api_base_url, sleep=sleep)
     control.set_faults(error_rate=1.0, error_statuses=[500], count=2)
 
-    limits = client.get_account_limits()
+    page = client.list_campaigns()
 
-    assert limits.email_per_day.total > 0
-    calls = api_calls(control, "/account/limits")
+    assert page.campaigns == []
+    calls = api_calls(control, "/campaigns")
     assert [c["status"] for c in calls] == [500, 500, 200]
     assert len({c["request_id"] for c in calls}) == 3
     assert len(sleep.delays) == 2
@@ -349,7 +343,7 @@ def test_read_is_retried_on_5xx_with_fresh_request_ids(
 def test_read_is_retried_on_timeout(sandbox: MailiverySandbox, control: SandboxControl) -> None:
     control.set_faults(timeout_rate=1.0, hang_ms=1000, count=1)
     client = make_client(sandbox.api_base_url, read_timeout=0.3)
-    assert client.get_account_limits().email_accounts == 0
+    assert client.list_campaigns().campaigns == []
 
 
 def test_read_gives_up_after_attempts_and_raises_last_error(
@@ -357,8 +351,8 @@ def test_read_gives_up_after_attempts_and_raises_last_error(
 ) -> None:
     control.set_faults(error_rate=1.0, error_statuses=[502], count=5)
     with pytest.raises(ServerError):
-        client.get_account_limits()
-    assert len(api_calls(control, "/account/limits")) == 3
+        client.list_campaigns()
+    assert len(api_calls(control, "/campaigns")) == 3
 
 
 def test_read_not_retried_on_client_error(client: MailiveryClient, control: SandboxControl) -> None:
@@ -373,11 +367,11 @@ def test_rate_limited_read_waits_retry_after_then_succeeds(
     control.set_rate_limit(1)
     sleep = SleepRecorder(on_sleep=lambda: control.set_rate_limit(240))  # the window passes
     client = make_client(sandbox.api_base_url, sleep=sleep)
-    client.get_account_limits()  # uses the one request of this minute
+    client.list_campaigns()  # uses the one request of this minute
 
-    client.get_account_limits()
+    client.list_campaigns()
 
-    statuses = [c["status"] for c in api_calls(control, "/account/limits")]
+    statuses = [c["status"] for c in api_calls(control, "/campaigns")]
     assert statuses == [200, 429, 200]
     assert len(sleep.delays) == 1
     assert sleep.delays[0] >= 1  # Retry-After in whole seconds, never 0
@@ -393,9 +387,9 @@ def test_rate_limited_beyond_max_wait_raises_with_retry_after(
         retry=RetryPolicy(max_retry_after=0.5),
         sleep=SleepRecorder(),
     )
-    client.get_account_limits()
+    client.list_campaigns()
     with pytest.raises(RateLimited) as excinfo:
-        client.get_account_limits()
+        client.list_campaigns()
     assert excinfo.value.retry_after is not None
     assert excinfo.value.retry_after >= 1
 
@@ -404,7 +398,7 @@ def test_rate_limited_create_raises_without_retry(
     client: MailiveryClient, control: SandboxControl
 ) -> None:
     control.set_rate_limit(1)
-    client.get_account_limits()
+    client.list_campaigns()
     with pytest.raises(RateLimited):
         client.request_ms_graph_consent(ADA)
     assert len(api_calls(control, "/campaigns/ms-graph")) == 1

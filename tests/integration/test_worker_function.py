@@ -265,7 +265,7 @@ def test_worker_start_after_connection_fixed_succeeds(stack: Stack) -> None:
 def test_worker_vendor_429_defers_message_and_releases_claim(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
     stack.control.set_rate_limit(1)
-    stack.worker.batch.worker._mailivery.get_account_limits()  # the window's only request
+    stack.worker.batch.worker._mailivery.list_campaigns()  # the window's only request
 
     assert stack.deliver(pending(campaign_id)) == []
 

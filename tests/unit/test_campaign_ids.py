@@ -112,7 +112,6 @@ _CAMPAIGN_CALLS: dict[str, Callable[[MailiveryClient, Any], Any]] = {
     "get": MailiveryClient.get_campaign,
     "start": MailiveryClient.start_warmup,
     "resume": MailiveryClient.resume_warmup,
-    "pause": MailiveryClient.pause_warmup,
     "delete": MailiveryClient.delete_campaign,
 }
 
@@ -137,10 +136,9 @@ def test_client_unusable_campaign_id_raises_before_any_request_or_budget_token(
         (MailiveryClient.get_campaign, "GET /api/v1/campaigns/{}"),
         (MailiveryClient.start_warmup, "PATCH /api/v1/campaigns/{}/start-warmup"),
         (MailiveryClient.resume_warmup, "PATCH /api/v1/campaigns/{}/resume-warmup"),
-        (MailiveryClient.pause_warmup, "PATCH /api/v1/campaigns/{}/pause-warmup"),
         (MailiveryClient.delete_campaign, "DELETE /api/v1/campaigns/{}"),
     ],
-    ids=["get", "start", "resume", "pause", "delete"],
+    ids=["get", "start", "resume", "delete"],
 )
 @pytest.mark.parametrize("campaign_id", [4711, "04711", "c_1-X"])
 def test_client_usable_campaign_id_is_the_path_segment_as_is(

@@ -2,9 +2,9 @@
 the product (layers/, functions/) or the tooling (bench/, devstack/), no module over 400 lines
 outside tests/ (tests/e2e/soak.py, tooling that lives there, counts too).
 
-Today's offenders are named below: in layers/ and functions/ (PRODUCT_ALLOWED, emptied by
-the restructuring of issue 15), and the tooling not split yet (TOOLING_NOT_YET_SPLIT, issue 15
-point 5). An entry that no longer offends fails the test, so each list only shrinks.
+The product (layers/, functions/) has no exception. The tooling not split yet is named below
+(TOOLING_NOT_YET_SPLIT); an entry that no longer offends fails the test, so the list only
+shrinks.
 """
 
 from __future__ import annotations
@@ -23,16 +23,6 @@ MAX_MODULE_LINES: Final = 400
 FUNCTION_ROOTS: Final = ("bench", "devstack", "layers", "functions")
 MODULE_ROOTS: Final = ("bench", "devstack", "layers", "functions", "clients")
 TOOLING_IN_TESTS: Final = ("tests/e2e/soak.py",)
-
-# Product code over the limits today, "path" or "path:function"; to be emptied by issue 15.
-PRODUCT_ALLOWED: Final = frozenset(
-    {
-        "layers/common/warmgate/adapters/mailivery/client.py",
-        "layers/common/warmgate/services/onboarding.py",
-        "layers/common/warmgate/adapters/dynamodb.py",
-        "layers/common/warmgate/services/worker.py",
-    }
-)
 
 # Tooling over the limits that this branch has not split yet; to be emptied likewise.
 TOOLING_NOT_YET_SPLIT: Final = frozenset(
@@ -107,7 +97,7 @@ def test_long_functions_are_found() -> None:
 
 
 def test_no_function_or_module_over_the_limits_but_the_named_ones() -> None:
-    named = PRODUCT_ALLOWED | TOOLING_NOT_YET_SPLIT
+    named = TOOLING_NOT_YET_SPLIT
     over = {name: lines for name, lines in offenders().items() if name not in named}
     assert over == {}, (
         f"functions over {MAX_FUNCTION_LINES} lines or modules over {MAX_MODULE_LINES} "
@@ -115,13 +105,7 @@ def test_no_function_or_module_over_the_limits_but_the_named_ones() -> None:
     )
 
 
-@pytest.mark.parametrize("name", sorted(PRODUCT_ALLOWED))
-def test_product_allow_list_names_only_real_product_offenders(name: str) -> None:
-    assert name.startswith(("layers/", "functions/")), "PRODUCT_ALLOWED is for product code"
-    assert name in offenders(), f"{name} is within the limits now: take it off PRODUCT_ALLOWED"
-
-
 @pytest.mark.parametrize("name", sorted(TOOLING_NOT_YET_SPLIT))
 def test_tooling_list_names_only_real_tooling_offenders(name: str) -> None:
-    assert not name.startswith(("layers/", "functions/")), "product code goes in PRODUCT_ALLOWED"
+    assert not name.startswith(("layers/", "functions/")), "the product has no exception"
     assert name in offenders(), f"{name} is within the limits now: take it off the list"

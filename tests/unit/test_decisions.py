@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.properties import examples
 from warmgate.domain.campaigns import Campaign
 from warmgate.domain.decisions import (
     Action,
@@ -31,7 +32,7 @@ from warmgate.domain.mailboxes import (
     Transition,
     iso,
 )
-from warmgate.services.worker import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
+from warmgate.services.start_attempts import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)
@@ -690,7 +691,7 @@ def situations(draw: st.DrawFn) -> tuple[Any, ...]:
     return kind, found, record, entry, policy
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(situations())
 def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) -> None:
     kind, found, record, entry, policy = situation
@@ -738,7 +739,7 @@ def test_decide_invariants_hold_for_any_situation(situation: tuple[Any, ...]) ->
     assert decision.reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(situations())
 def test_replayed_is_decided_as_no_action_by_decide_too(situation: tuple[Any, ...]) -> None:
     """What the shortcut skips, the full decision would not have acted on either (it could
@@ -763,7 +764,7 @@ STEPS = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(STEPS, max_size=25))
 def test_every_start_or_resume_consumes_exactly_one_request(steps: list[tuple[str, Any]]) -> None:
     """A mailbox's life as the worker lives it: webhooks (duplicates, late, replayed), changes

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.properties import examples
 from warmgate.domain.emails import InvalidEmail, normalize_email
 
 
@@ -174,7 +175,7 @@ def _normalized_or_none(value: str) -> str | None:
         return None
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.data())
 def test_normalize_email_equal_results_imply_ascii_case_and_whitespace_differences(
     data: st.DataObject,
@@ -189,7 +190,7 @@ def test_normalize_email_equal_results_imply_ascii_case_and_whitespace_differenc
         assert _ascii_folded(a) == _ascii_folded(b)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.text(max_size=40) | _addresses.flatmap(_variants))
 @example("\u212aate@contoso.com")
 def test_normalize_email_result_is_the_trimmed_ascii_input_lower_cased(value: str) -> None:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from warmgate.adapters import mailivery
 from warmgate.adapters.budget import BudgetExhausted
 from warmgate.api.http import BadRequestBody, BodyTooLarge, api_error_for
-from warmgate.services.onboarding import MailboxNotFound, OnboardingConflict
+from warmgate.services.mailbox_requests import MailboxNotFound, OnboardingConflict
 
 RID = "4b8e6a52-4a4e-4f2b-9a55-1f1f2c3d4e5f"
 

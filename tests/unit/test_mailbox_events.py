@@ -210,7 +210,7 @@ def test_event_for_other_items_is_none(image: dict[str, Any]) -> None:
 
 
 def test_event_for_removal_is_none() -> None:
-    from warmgate.adapters.dynamodb import mailbox_to_item
+    from warmgate.adapters.mailbox_items import mailbox_to_item
 
     assert event_for(stream_record(None, mailbox_to_item(new_mailbox()))) is None
 

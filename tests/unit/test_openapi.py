@@ -26,9 +26,10 @@ from tests.openapi_contract import (
     operations,
     resolve,
 )
+from tests.properties import examples
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.mailboxes import MailboxState
-from warmgate.services.onboarding import MailboxRequest
+from warmgate.services.mailbox_requests import MailboxRequest
 
 # States the lifecycle rework adds (resume and pause); the document describes the target.
 # Once warmgate.domain.mailboxes has them, this set adds nothing and can go.
@@ -38,6 +39,7 @@ ERROR_SOURCES = {
         "functions/onboarding/app.py",
         "layers/common/warmgate/api/http.py",
         "layers/common/warmgate/services/onboarding.py",
+        "layers/common/warmgate/services/mailbox_requests.py",
     ),
     "WebhookFunction": ("functions/webhook/app.py", "layers/common/warmgate/api/webhook_intake.py"),
 }
@@ -133,10 +135,12 @@ def test_openapi_documents_every_error_code_a_function_answers(function: str) ->
 def test_answered_codes_reads_each_kind_of_answer() -> None:
     # The test above is only as good as this reader: it must see all three shapes.
     onboarding = answered_codes(ROOT / "layers/common/warmgate/services/onboarding.py")
+    requests = answered_codes(ROOT / "layers/common/warmgate/services/mailbox_requests.py")
     http = answered_codes(ROOT / "layers/common/warmgate/api/http.py")
     webhook = answered_codes(ROOT / "layers/common/warmgate/api/webhook_intake.py")
 
-    assert {(409, "REQUESTED_BY_ANOTHER"), (409, "CONCURRENT_UPDATE")} <= onboarding
+    assert (409, "REQUESTED_BY_ANOTHER") in onboarding
+    assert {(409, "CONCURRENT_UPDATE"), (409, "CLAIM_HELD")} <= requests
     assert {(404, "NOT_FOUND"), (503, "MS_GRAPH_FEATURE_DISABLED")} <= http
     assert {(404, "NOT_FOUND"), (413, "PAYLOAD_TOO_LARGE")} <= webhook
 
@@ -167,7 +171,7 @@ def test_openapi_request_example_is_accepted_by_the_model() -> None:
 
 
 @pytest.mark.parametrize("name", ["Email", "PathEmail"])
-@settings(max_examples=50)  # generating from these patterns is slow: ~40 ms an example
+@settings(max_examples=examples(50))  # generating from these patterns is slow: ~40 ms an example
 @given(data=st.data())
 def test_openapi_email_patterns_only_admit_addresses_warmgate_accepts(
     name: str, data: st.DataObject

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmgate.adapters.dynamodb import LIST_INDEX_KEYS, is_list_key, owner_prefix
+from warmgate.adapters.mailbox_items import LIST_INDEX_KEYS, is_list_key, owner_prefix
 from warmgate.services.page_cursor import (
     MAX_CURSOR_CHARS,
     InvalidCursor,

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.properties import examples
 from warmgate.adapters.budget import (
     CONFLICT_PAUSE,
     CONFLICT_RETRY_AFTER,
@@ -508,7 +509,7 @@ _groups = st.lists(
 
 
 @pytest.mark.parametrize("instances", [2, 10])
-@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(75))
 @given(
     per_minute=st.integers(min_value=2, max_value=300),
     burst_share=st.floats(min_value=0.0, max_value=1.0),

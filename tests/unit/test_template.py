@@ -22,7 +22,11 @@ from warmgate.observability import Metric
 from warmgate.settings import FunctionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER_SOURCE = ROOT / "layers/common/warmgate/services/worker.py"
+# Where the worker decides to defer a message (RetryLater(delay, kind, ...)).
+DEFERRING_SOURCES = [
+    ROOT / "layers/common/warmgate/services/worker.py",
+    ROOT / "layers/common/warmgate/services/start_attempts.py",
+]
 
 FUNCTIONS = (
     "OnboardingFunction",
@@ -455,7 +459,8 @@ def test_every_worker_outcome_and_deferral_kind_has_its_metric() -> None:
         assert Metric.of(outcome.value).name == outcome.name
     deferrals = {  # every literal a RetryLater(delay, kind, ...) of the worker may get as kind
         node.value
-        for call in ast.walk(ast.parse(WORKER_SOURCE.read_text()))
+        for source in DEFERRING_SOURCES
+        for call in ast.walk(ast.parse(source.read_text()))
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "RetryLater"
         for node in ast.walk(call.args[1])
         if isinstance(node, ast.Constant) and isinstance(node.value, str)

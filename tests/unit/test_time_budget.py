@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.properties import examples
 from warmgate.adapters.budget import DEFAULT_MAX_WAIT
 from warmgate.adapters.mailivery import (
     MailiveryClient,
@@ -214,7 +215,7 @@ def test_writes_are_tried_once_whatever_the_time_left() -> None:
     assert calls == ["PATCH"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     answers=st.lists(
         st.tuples(

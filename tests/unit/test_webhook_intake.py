@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import warmgate.api.webhook_intake as intake_module
+from tests.properties import examples
 from tests.webhook_bodies import (
     FILLERS,
     SQS_MAX_MESSAGE_BYTES,
@@ -505,7 +506,7 @@ _usable_envelopes = st.builds(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(_usable_envelopes)
 @example(_usable_envelope("campaign.pending", 4711, {"email": "иван@пример.рф"}, {}))
 @example(_usable_envelope("campaign.pending", "c-1", {"email": "a" * 5000 + "@x.io"}, {}))

@@ -72,12 +72,12 @@ def worker_from_settings(
     if budget is None:
         budget = budget_from_settings(settings, dynamodb)
     return CampaignWorker(
-        MailboxRepository(dynamodb, settings.mailbox_table_name),
+        MailboxRepository(dynamodb, settings.mailbox_table_name, budget=budget),
         client_from_settings(settings, throttle=budget.acquire),
         policy=settings.unexpected_campaign_policy,
         claim_lease=timedelta(seconds=settings.claim_lease_seconds),
         max_start_attempts=settings.max_start_attempts,
-        budget=budget,
+        claims_take_tokens=True,
     )
 
 

@@ -47,7 +47,8 @@ def _iso_utc(moment: datetime) -> str:
 class QueuedWebhook:
     """The one message WorkQueue carries per webhook (schema 1).
 
-    The envelope's fields are what the worker routes and dedups on; `payload` is the body as
+    The envelope's fields are what the worker routes on (`dedup_key` only names the event in
+    its logs: the worker dedups on its records); `payload` is the body as
     Mailivery sent it (parsed, untouched), so a later fix to the parser can re-read it.
     `email_hint_invalid`: the webhook carried an email that is no usable address (`email` is
     then None); added within schema 1, so a message without it reads as False.

@@ -19,7 +19,7 @@ from warmgate.api.http_body import BadRequestBody as BadRequestBody
 from warmgate.api.http_body import BodyTooLarge as BodyTooLarge
 from warmgate.api.http_body import decode_body as decode_body
 from warmgate.domain.emails import InvalidEmail
-from warmgate.services.onboarding import MailboxNotFound, NotOwner, OnboardingConflict
+from warmgate.services.mailbox_requests import MailboxNotFound, NotOwner, OnboardingConflict
 from warmgate.services.page_cursor import InvalidCursor
 
 MAX_API_BODY_BYTES = 16 * 1024  # a POST /mailboxes body is a few hundred bytes

@@ -23,7 +23,8 @@ from warmgate.domain.mailboxes import (
     utc_now,
 )
 from warmgate.observability import Metric, count, logger
-from warmgate.services.onboarding import MailboxListQuery, MailboxRequest, OnboardingService
+from warmgate.services.mailbox_requests import MailboxListQuery, MailboxRequest
+from warmgate.services.onboarding import OnboardingService
 
 
 def mailbox_api(service: OnboardingService) -> APIGatewayHttpResolver:

@@ -213,8 +213,9 @@ class WebhookIntake:
 
     Standard queue, not FIFO: FIFO's deduplication window is 5 minutes, far too short for a
     sender whose retry behaviour is unknown, and its ordering and exactly-once throughput buy
-    nothing because the worker re-reads the campaign from Mailivery and dedups on `dedup_key`
-    itself. Duplicates on the queue are therefore expected and harmless.
+    nothing because the worker re-reads the campaign from Mailivery and dedups on its own
+    records (a replayed event ends at the first read; claims and conditional writes stop a
+    second vendor call). Duplicates on the queue are therefore expected and harmless.
     """
 
     def __init__(

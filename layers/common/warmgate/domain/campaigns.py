@@ -80,21 +80,6 @@ class CampaignPage:
 
 
 @dataclass(frozen=True, slots=True)
-class EmailPerDayBudget:
-    total: int
-    used: int
-    available: int
-
-
-@dataclass(frozen=True, slots=True)
-class AccountLimits:
-    email_per_day: EmailPerDayBudget
-    email_accounts: int
-    email_accounts_need_attention: int
-    emails_sent_today: int
-
-
-@dataclass(frozen=True, slots=True)
 class ConsentLink:
     """A validated Microsoft consent URL returned by POST /campaigns/ms-graph."""
 

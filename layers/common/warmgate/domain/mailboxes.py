@@ -15,8 +15,8 @@ HISTORY_LIMIT = 20  # transitions kept per record: enough to audit, bounded to s
 # A start/resume whose answer never came (timeout, 5xx, a dropped connection) may still be
 # running at Mailivery and land a few seconds later: a re-read made sooner can show the campaign
 # still pending. Deliveries within this time after the outcome was recorded wait (busy); the
-# worker's own retry comes later (warmgate.services.worker.UNKNOWN_OUTCOME_RETRY_BASE_SECONDS,
-# tested).
+# worker's own retry comes later (UNKNOWN_OUTCOME_RETRY_BASE_SECONDS in
+# warmgate.services.start_attempts, tested).
 UNKNOWN_OUTCOME_SETTLE = timedelta(seconds=10)
 
 

@@ -300,10 +300,6 @@ class WebhookEnvelope(BaseModel):
         return EventType(self.type) if self.type in _KNOWN_TYPES else self.type
 
     @property
-    def is_known_type(self) -> bool:
-        return self.type in _KNOWN_TYPES
-
-    @property
     def campaign_id(self) -> str | None:
         return self.account.campaign_id
 
@@ -317,8 +313,9 @@ class WebhookEnvelope(BaseModel):
 
     @property
     def dedup_key(self) -> str:
-        """Duplicates and replays are expected (no event id, contract §4): the receiver dedups on
-        (type, campaign_id), falling back to the mailbox when the campaign id is missing."""
+        """The event's name, (type, campaign_id), else (type, mailbox): copies of one delivery
+        share it. There is no event id (contract §4); the worker logs this key with its
+        decision, so copies can be grouped, and dedups on its records, not on the key."""
         return f"{self.type}:{self.campaign_id or self.normalized_email}"
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from warmgate.adapters.dynamodb import ledger_from_item, mailbox_from_item
+from warmgate.adapters.mailbox_items import ledger_from_item, mailbox_from_item
 from warmgate.domain.ledger import LedgerState
 from warmgate.domain.mailbox_views import mailbox_fields
 from warmgate.domain.mailboxes import MailboxState, parse_iso

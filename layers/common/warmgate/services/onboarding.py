@@ -14,34 +14,23 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from warmgate.adapters.budget import BudgetExhausted
-from warmgate.adapters.dynamodb import (
-    LIST_INDEX_KEYS,
-    NO_PRINCIPAL,
-    MailboxRepository,
-    StaleRecord,
-    is_list_key,
-)
+from warmgate.adapters.dynamodb import StaleRecord
+from warmgate.adapters.mailbox_items import LIST_INDEX_KEYS, NO_PRINCIPAL, is_list_key
 from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     ConsentRequest,
-    MailiveryClient,
     MailiveryError,
     NotFound,
 )
-from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.emails import normalize_email
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
@@ -49,14 +38,27 @@ from warmgate.domain.mailboxes import (
     MailboxEvent,
     MailboxState,
     RequestKind,
-    Transition,
     iso,
-    parse_iso,
     utc_now,
 )
 from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
+from warmgate.services.mailbox_requests import (
+    FRESH_REQUEST,
+    MailboxListing,
+    MailboxListQuery,
+    MailboxNotFound,
+    MailboxRequest,
+    NotOwner,
+    OnboardingConflict,
+    claim_held,
+    concurrent_update,
+    describe_state,
+    new_expectation,
+    require_resumable,
+)
 from warmgate.services.page_cursor import InvalidCursor, decode_cursor, encode_cursor
+from warmgate.services.ports import CampaignApi, Clock, MailboxStore, MessageQueue
 
 # A record written before the vendor call but never completed (the function crashed or timed
 # out mid-call) stops blocking new requests after this long: above the function's 30 s timeout.
@@ -64,82 +66,6 @@ IN_FLIGHT_ABANDONED_AFTER = timedelta(seconds=60)
 CLAIM_ATTEMPTS = 3  # optimistic-lock retries when two writers race on one email
 SAVE_LINK_ATTEMPTS = 4  # storing a minted consent link: a few jittered tries, ~3 s at most
 SAVE_LINK_BACKOFF_SECONDS = 0.5
-UNKNOWN_OUTCOME_RETRY_AFTER = 30  # seconds: the worker re-reads an unknown outcome within ~15-60 s
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-RequestedBy = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 100
-# No commas or spaces: tags may travel to Mailivery as one "a,b" string (contract §2).
-Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:@/+-]{1,64}$")
-]
-
-
-class MailboxRequest(BaseModel):
-    """Body of POST /mailboxes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    email: str = Field(max_length=320)
-    first_name: Name
-    last_name: Name | None = None
-    requested_by: RequestedBy
-    tags: tuple[Tag, ...] = Field(default=(), max_length=20)
-    email_per_day: StrictInt | None = Field(default=None, ge=1, le=500)
-    response_rate: StrictInt | None = Field(default=None, ge=0, le=100)
-
-    @field_validator("email")
-    @classmethod
-    def _normalize(cls, value: str) -> str:
-        return normalize_email(value)  # InvalidEmail is a ValueError: pydantic names the field
-
-    def fingerprint(self) -> str:
-        """Identifies "the same request" for replays."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class MailboxListQuery(BaseModel):
-    """Query of GET /mailboxes. API Gateway joins a repeated parameter with commas, so
-    `state=a&state=b` and `state=a,b` are the same filter."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    state: tuple[MailboxState, ...] = Field(default=(), max_length=len(MailboxState))
-    requested_by: RequestedBy | None = None
-    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: str | None = None
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _split_states(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(","))
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxListing:
-    mailboxes: list[ExpectedMailbox]
-    next_cursor: str | None  # None: the last page
-
-
-class MailboxNotFound(Exception):
-    pass
-
-
-class NotOwner(Exception):
-    """The caller's IAM principal did not make this mailbox's request and is not an admin."""
-
-
-class OnboardingConflict(Exception):
-    """The request contradicts the mailbox's current record; `code` says how."""
-
-    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +78,14 @@ class ConsentOutcome:
 class OnboardingService:
     def __init__(
         self,
-        repository: MailboxRepository,
-        mailivery: MailiveryClient,
-        queue: WorkQueue,
+        repository: MailboxStore,
+        mailivery: CampaignApi,
+        queue: MessageQueue,
         *,
         expectation_ttl: timedelta,
         claim_lease: timedelta,
         admin_principals: frozenset[str] = frozenset(),
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repository = repository
@@ -253,7 +179,7 @@ class OnboardingService:
             if record.state is MailboxState.WITHDRAWN:
                 return record  # a retry after a lost answer: answered as the first withdraw was
             if record.state is MailboxState.VERIFYING:
-                raise self._claim_held(record, now)
+                raise claim_held(record, now, self._lease)
             withdrawable = record.state in (
                 MailboxState.RESUME_REQUESTED,
                 MailboxState.START_FAILED,
@@ -261,7 +187,8 @@ class OnboardingService:
             if not withdrawable:
                 raise OnboardingConflict(
                     "NOT_WITHDRAWABLE",
-                    f"mailbox is {_describe(record, now)}: only an open request can be withdrawn",
+                    f"mailbox is {describe_state(record, now)}: "
+                    "only an open request can be withdrawn",
                 )
             try:
                 return self._repository.save(
@@ -275,7 +202,7 @@ class OnboardingService:
                 )
             except StaleRecord:
                 continue
-        raise _busy()
+        raise concurrent_update()
 
     def request_resume(self, email: str, principal: str | None) -> ExpectedMailbox:
         """Record a resume request for a paused campaign and queue it for the worker."""
@@ -287,9 +214,9 @@ class OnboardingService:
             if not record.can_reconnect() or record.campaign_id is None:
                 raise OnboardingConflict(
                     "NOT_PAUSED",
-                    f"mailbox is {_describe(record, self._clock())}: nothing to resume",
+                    f"mailbox is {describe_state(record, self._clock())}: nothing to resume",
                 )
-            self._require_resumable(self._reread(record.campaign_id))
+            require_resumable(self._reread(record.campaign_id))
             now = self._clock()
             try:
                 stored = self._repository.save(
@@ -301,7 +228,7 @@ class OnboardingService:
                         request_kind=RequestKind.RESUME,
                         requested_by_principal=principal,
                         requested_at=iso(now),
-                        **_FRESH_REQUEST,
+                        **FRESH_REQUEST,
                     ),
                     read_version=record.version,
                 )
@@ -316,7 +243,7 @@ class OnboardingService:
             )
             logger.info("resume requested", extra={"mailbox": stored.email})
             return stored
-        raise _busy()
+        raise concurrent_update()
 
     def list_mailboxes(self, query: MailboxListQuery, principal: str | None) -> MailboxListing:
         """The caller's own mailboxes (by IAM principal), or every one for an admin principal,
@@ -357,14 +284,16 @@ class OnboardingService:
             bound_to = None
             if existing is not None and existing.reconnects_on_request():
                 bound_to = self._reconnect_target(existing)
-            claim = self._new_expectation(existing, request, principal, fingerprint, now, bound_to)
+            claim = new_expectation(
+                existing, request, principal, fingerprint, now, bound_to, self._ttl
+            )
             try:
                 return self._repository.save(
                     claim, read_version=existing.version if existing else None
                 )
             except StaleRecord:
                 continue  # a concurrent request wrote first: decide again on its record
-        raise _busy()
+        raise concurrent_update()
 
     def _replay_or_refuse(
         self,
@@ -396,10 +325,12 @@ class OnboardingService:
                 )
             return ConsentOutcome(existing, created=False)
         if existing.state is MailboxState.VERIFYING:
-            raise self._claim_held(existing, now)
+            raise claim_held(existing, now, self._lease)
         reconnect = existing.can_reconnect()
         if not (reconnect or existing.can_be_requested_again(now, IN_FLIGHT_ABANDONED_AFTER)):
-            raise OnboardingConflict("ALREADY_ONBOARDED", f"mailbox is {_describe(existing, now)}")
+            raise OnboardingConflict(
+                "ALREADY_ONBOARDED", f"mailbox is {describe_state(existing, now)}"
+            )
         return None
 
     def _reconnect_target(self, existing: ExpectedMailbox) -> str | None:
@@ -425,28 +356,6 @@ class OnboardingService:
         except NotFound:
             return None
 
-    @staticmethod
-    def _require_resumable(campaign: Campaign | None) -> None:
-        if campaign is None:
-            raise OnboardingConflict(
-                "CAMPAIGN_GONE",
-                "Mailivery no longer has this mailbox's campaign: "
-                "request it again (POST /mailboxes)",
-            )
-        match campaign.status:
-            case CampaignStatus.PAUSED | CampaignStatus.PENDING:
-                return
-            case CampaignStatus.ACTIVE:
-                raise OnboardingConflict("ALREADY_WARMING", "the campaign is warming already")
-            case CampaignStatus.CONNECTION_PROBLEM:
-                raise OnboardingConflict(
-                    "RECONNECT_REQUIRED",
-                    "Mailivery reports a connection problem: reconnect with POST /mailboxes",
-                )
-        raise OnboardingConflict(
-            "NOT_PAUSED", f"campaign status {campaign.raw_status!r}: nothing to resume"
-        )
-
     def _is_owner(self, record: ExpectedMailbox, principal: str | None) -> bool:
         """The principal that made the record's request (or an admin) may act on it. A record
         without a principal (made where no IAM identity was seen) belongs to everyone."""
@@ -459,65 +368,6 @@ class OnboardingService:
                 f"only the IAM principal that requested this mailbox, or an admin principal, "
                 f"may {what} it"
             )
-
-    def _claim_held(self, record: ExpectedMailbox, now: datetime) -> OnboardingConflict:
-        """A worker holds this mailbox's claim (a call under way, or its outcome unknown)."""
-        if record.claim_is_live(now, self._lease) and not record.outcome_unknown:
-            left = parse_iso(record.updated_at) + self._lease - now
-            retry_after = max(1, int(left.total_seconds()) + 1)
-        else:
-            retry_after = UNKNOWN_OUTCOME_RETRY_AFTER
-        return OnboardingConflict(
-            "CLAIM_HELD",
-            "a start/resume for this mailbox is under way or its outcome is being settled; "
-            "retry later",
-            retry_after=retry_after,
-        )
-
-    def _new_expectation(
-        self,
-        existing: ExpectedMailbox | None,
-        request: MailboxRequest,
-        principal: str | None,
-        fingerprint: str,
-        now: datetime,
-        bound_to: str | None,
-    ) -> ExpectedMailbox:
-        fields = {
-            "first_name": request.first_name,
-            "last_name": request.last_name,
-            "requested_by": request.requested_by,
-            "requested_by_principal": principal,
-            "request_fingerprint": fingerprint,
-            "tags": request.tags,
-            "email_per_day": request.email_per_day,
-            "response_rate": request.response_rate,
-            "requested_at": iso(now),
-            "expires_at": iso(now + self._ttl),
-            "consent_url": None,
-            "campaign_id": bound_to,
-            "request_kind": RequestKind.RECONNECT if bound_to else RequestKind.ONBOARD,
-            **_FRESH_REQUEST,
-        }
-        if existing is not None:  # a new onboarding of a known mailbox keeps its history
-            return existing.transition(
-                MailboxState.CONSENT_REQUESTED,
-                event=MailboxEvent.REQUESTED,
-                now=now,
-                reason=f"reconnect of campaign {bound_to} requested"
-                if bound_to
-                else "consent requested again",
-                **fields,
-            )
-        return ExpectedMailbox(
-            email=request.email,
-            state=MailboxState.CONSENT_REQUESTED,
-            updated_at=iso(now),
-            history=(
-                Transition(iso(now), None, MailboxState.CONSENT_REQUESTED, "consent requested"),
-            ),
-            **fields,  # type: ignore[arg-type]
-        )
 
     def _record_failure(
         self, claimed: ExpectedMailbox, code: str, message: str, request_id: str | None
@@ -535,28 +385,3 @@ class OnboardingService:
             self._repository.save(failed, read_version=claimed.version)
         except StaleRecord:
             logger.warning("record changed during failed consent request", extra={"code": code})
-
-
-# What a new request starts from: no failures, no claim.
-_FRESH_REQUEST = {
-    "last_error": None,
-    "start_attempts": 0,
-    "parked": False,
-    "outcome_unknown": False,
-}
-
-
-def _describe(record: ExpectedMailbox, now: datetime) -> str:
-    if record.state is MailboxState.CONSENT_REQUESTED and record.is_expired(now):
-        return "consent_requested (expired)"
-    if record.state is MailboxState.START_FAILED and not record.parked:
-        return "start_failed (being retried)"
-    return record.state.value
-
-
-def _busy() -> OnboardingConflict:
-    return OnboardingConflict(
-        "CONCURRENT_UPDATE",
-        "the mailbox record is being changed concurrently; retry",
-        retry_after=1,
-    )

@@ -34,9 +34,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from warmgate.adapters.budget import BudgetExhausted
-from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor, StaleRecord
-from warmgate.adapters.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus, MailiveryClient
-from warmgate.adapters.sqs import QueuedWebhook, WorkQueue
+from warmgate.adapters.dynamodb import ReconcilerCursor, StaleRecord
+from warmgate.adapters.mailivery import TRANSIENT_ERRORS, Campaign, CampaignStatus
+from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
     MailboxEvent,
@@ -47,6 +47,7 @@ from warmgate.domain.mailboxes import (
 )
 from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
+from warmgate.services.ports import CampaignApi, Clock, MailboxStore, MessageQueue
 
 RECONCILED_EVENT_TYPE = EventType.PENDING  # what the missed webhook would have said
 # Mailivery or our budget asking us to come back later: stop here, continue next run.
@@ -77,12 +78,12 @@ def _unbounded() -> float:
 class Reconciler:
     def __init__(
         self,
-        repository: MailboxRepository,
-        mailivery: MailiveryClient,
-        queue: WorkQueue,
+        repository: MailboxStore,
+        mailivery: CampaignApi,
+        queue: MessageQueue,
         *,
         page_seconds: float = 0.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self._repository = repository
         self._mailivery = mailivery

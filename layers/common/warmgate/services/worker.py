@@ -15,26 +15,18 @@ DynamoDB calls: the read, the re-read's token, the claim, the result; a replay c
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from warmgate.adapters.budget import BudgetExhausted, RateBudget
-from warmgate.adapters.dynamodb import MailboxRepository, StaleRecord
+from warmgate.adapters.budget import BudgetExhausted
+from warmgate.adapters.dynamodb import StaleRecord
 from warmgate.adapters.mailivery import (
     Campaign,
     CampaignStatus,
     Conflict,
-    ConnectionLost,
-    MailiveryClient,
     MailiveryError,
     NotFound,
     RateLimited,
-    ServerError,
-    Timeout,
-    UnexpectedResponse,
     ValidationFailed,
 )
 from warmgate.adapters.sqs import QueuedWebhook
@@ -51,38 +43,22 @@ from warmgate.domain.decisions import (
 from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
-    LastError,
     MailboxEvent,
     MailboxState,
     iso,
     utc_now,
 )
 from warmgate.observability import logger
+from warmgate.services.ports import CampaignApi, Clock, MailboxStore
+from warmgate.services.start_attempts import (
+    AMBIGUOUS_ERRORS,
+    RACE_RETRY_SECONDS,
+    RetryLater,
+    failed_attempt,
+)
 
-if TYPE_CHECKING:
-    pass
-
-START_RETRY_BASE_SECONDS = 60  # refused or conflicting: 60, 120, 240, 480 s …
-UNKNOWN_OUTCOME_RETRY_BASE_SECONDS = 15  # settled by a cheap re-read: 15, 30, 60 s …
-# A start/resume that failed this way may still have run at Mailivery.
-AMBIGUOUS_ERRORS = (ServerError, Timeout, ConnectionLost, UnexpectedResponse)
-MAX_DEFER_SECONDS = 900  # SQS DelaySeconds maximum
-RACE_RETRY_SECONDS = 2  # a concurrent write won: decide again soon on the new record
-
-
-class RetryLater(Exception):
-    """Not done yet, not failed: the message should come back after `delay` seconds.
-
-    `kind` names why, for metrics: rate_limited, busy, start_failed, outcome_unknown, conflict.
-    `attempt` is the start/resume attempt count the re-enqueued message carries (None: as is).
-    """
-
-    def __init__(self, delay: float, kind: str, reason: str, *, attempt: int | None = None) -> None:
-        super().__init__(reason)
-        self.delay = max(1, min(MAX_DEFER_SECONDS, math.ceil(delay)))
-        self.kind = kind
-        self.reason = reason
-        self.attempt = attempt
+# The handler and the operator CLI import RetryLater from here.
+__all__ = ["CampaignWorker", "RetryLater"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +84,21 @@ class _Situation:
 class CampaignWorker:
     def __init__(
         self,
-        repository: MailboxRepository,
-        mailivery: MailiveryClient,
+        repository: MailboxStore,
+        mailivery: CampaignApi,
         *,
         policy: UnexpectedCampaignPolicy,
         claim_lease: timedelta,
         max_start_attempts: int,
-        clock: Callable[[], datetime] = utc_now,
-        budget: RateBudget | None = None,
+        clock: Clock = utc_now,
+        claims_take_tokens: bool = False,
     ) -> None:
-        """`budget`: the request budget `mailivery` throttles on; when given, each claim takes
-        the token of the vendor action it precedes, and that action skips the throttle."""
+        """`claims_take_tokens`: `repository` holds the request budget `mailivery` throttles
+        on; each claim takes the token of the vendor action it precedes (one transaction), and
+        that action skips the throttle."""
         self._repository = repository
         self._mailivery = mailivery
-        self._budget = budget
+        self._prepaid = claims_take_tokens
         self._policy = policy
         self._lease = claim_lease
         self._max_start_attempts = max_start_attempts
@@ -185,7 +162,11 @@ class CampaignWorker:
         if hinted is not None and replayed(message.event_type, hinted.campaign_id, hinted.mailbox):
             logger.info(
                 "campaign decision",
-                extra={"outcome": Outcome.DUPLICATE.value, "reason": "replayed event"},
+                extra={
+                    "outcome": Outcome.DUPLICATE.value,
+                    "reason": "replayed event",
+                    "dedup_key": message.dedup_key,
+                },
             )
             return Outcome.DUPLICATE
         situation = self._situation(kind, message, hinted)
@@ -203,6 +184,7 @@ class CampaignWorker:
                 "outcome": decision.outcome.value,
                 "action": decision.action.value,
                 "reason": decision.reason,
+                "dedup_key": message.dedup_key,
             },
         )
         if decision.outcome is Outcome.BUSY:
@@ -257,7 +239,7 @@ class CampaignWorker:
                 outcome_unknown=False,
             ),
             read_version=mailbox.version,
-            with_token=self._budget,
+            with_token=self._prepaid,
         )
         call = (
             self._mailivery.start_warmup
@@ -265,7 +247,7 @@ class CampaignWorker:
             else self._mailivery.resume_warmup
         )
         try:
-            call(campaign_id, prepaid=self._budget is not None)
+            call(campaign_id, prepaid=self._prepaid)
         except Conflict as exc:
             if not self._is_active(campaign_id):  # "already warming" after a re-read is success
                 return self._attempt_failed(claimed, exc, attempt, outcome_known=True)
@@ -309,47 +291,23 @@ class CampaignWorker:
     def _attempt_failed(
         self, claimed: ExpectedMailbox, error: MailiveryError, attempt: int, *, outcome_known: bool
     ) -> Outcome:
-        """A start/resume that did not (or not surely) work: retry later, or park at the bound.
-
-        The count is the larger of the record's (shared by duplicate messages) and the
-        message's own (carried in its `attempt` attribute), so no chain of deferrals can
-        spend vendor calls forever.
-        """
-        now = self._clock()
-        attempts = max(claimed.start_attempts, attempt) + 1
-        code = error.code or type(error).__name__
-        last_error = LastError(code, error.message, iso(now), error.request_id)
-        parked = attempts >= self._max_start_attempts
-        note = f"{code}, attempt {attempts}/{self._max_start_attempts}"
-        if parked or outcome_known:
-            state, event = MailboxState.START_FAILED, MailboxEvent.REFUSED
-            reason = f"{'parked' if parked else 'retrying'}: start/resume failed ({note})"
-        else:
-            state, event = MailboxState.VERIFYING, MailboxEvent.OUTCOME_UNKNOWN
-            reason = f"outcome unknown ({note}): the retry re-reads the campaign first"
-        self._repository.save(
-            claimed.transition(
-                state,
-                event=event,
-                now=now,
-                reason=reason,
-                start_attempts=attempts,
-                last_error=last_error,
-                parked=parked,
-                outcome_unknown=not (parked or outcome_known),
-            ),
-            read_version=claimed.version,
+        """Record a start/resume that did not (or not surely) work: retry later, or park."""
+        failed = failed_attempt(
+            claimed,
+            error,
+            attempt,
+            outcome_known=outcome_known,
+            max_attempts=self._max_start_attempts,
+            now=self._clock(),
         )
-        if parked:
-            logger.warning("start/resume failed repeatedly: parked", extra={"attempts": attempts})
-            return Outcome.START_PARKED
-        base = START_RETRY_BASE_SECONDS if outcome_known else UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
-        raise RetryLater(
-            base * 2 ** (attempts - 1),
-            "start_failed" if outcome_known else "outcome_unknown",
-            f"{code}: {error.message}",
-            attempt=attempts,
+        self._repository.save(failed.record, read_version=claimed.version)
+        if failed.retry is not None:
+            raise failed.retry
+        logger.warning(
+            "start/resume failed repeatedly: parked",
+            extra={"attempts": failed.record.start_attempts},
         )
+        return Outcome.START_PARKED
 
     def _delete(
         self,
@@ -366,10 +324,10 @@ class CampaignWorker:
             LedgerState.DELETING,
             decision.reason,
             self._clock(),
-            with_token=self._budget,
+            with_token=self._prepaid,
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            self._mailivery.delete_campaign(campaign_id, prepaid=self._budget is not None)
+            self._mailivery.delete_campaign(campaign_id, prepaid=self._prepaid)
         self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
         return decision.outcome
 
@@ -411,7 +369,7 @@ class CampaignWorker:
         reason: str,
         now: datetime,
         *,
-        with_token: RateBudget | None = None,
+        with_token: bool = False,
     ) -> CampaignLedgerEntry:
         """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
         entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))

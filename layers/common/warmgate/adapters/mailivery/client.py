@@ -21,35 +21,28 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from warmgate.adapters.mailivery.answers import read_answer
 from warmgate.adapters.mailivery.contract import BodyEncoding, TagsPlacement, VendorContract
 from warmgate.adapters.mailivery.errors import (
     TRANSIENT_ERRORS,
-    Conflict,
     ConnectionLost,
-    FeatureDisabled,
     MailiveryError,
     NotFound,
     RateLimited,
-    ServerError,
     Timeout,
-    Unauthorized,
     UnexpectedResponse,
     Unreachable,
-    ValidationFailed,
 )
 from warmgate.domain.campaign_ids import parse_campaign_id
 from warmgate.domain.campaigns import (
-    AccountLimits,
     Campaign,
     CampaignPage,
     ConsentLink,
-    EmailPerDayBudget,
     InvalidConsentUrl,
     validate_consent_url,
 )
@@ -62,7 +55,6 @@ HTTP = httpx.Client(
     limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
 )
 
-FEATURE_DISABLED_CODE = "MS_GRAPH_FEATURE_DISABLED"
 # Transport failures that happen before a request can reach Mailivery; any other one (a read
 # or write error, a connection closed without an answer) may follow a request it received.
 NOT_SENT = (
@@ -71,7 +63,6 @@ NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.LocalProtocolError,
 )
-MAX_ERROR_MESSAGE = 300  # vendor messages go into our logs and records: keep them bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +75,6 @@ class ConsentRequest:
     email_per_day: int | None = None
     response_rate: int | None = None
     tags: Sequence[str] = ()
-    warmup_audience_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,32 +212,8 @@ class MailiveryClient:
     def resume_warmup(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
         return self._action("PATCH", self.contract.resume_warmup_path, campaign_id, prepaid)
 
-    def pause_warmup(self, campaign_id: str | int) -> Any:
-        return self._action("PATCH", self.contract.pause_warmup_path, campaign_id)
-
     def delete_campaign(self, campaign_id: str | int, *, prepaid: bool = False) -> Any:
         return self._action("DELETE", self.contract.delete_campaign_path, campaign_id, prepaid)
-
-    def get_account_limits(self) -> AccountLimits:
-        data, request_id = self._call("GET", self.contract.account_limits_path)
-        try:
-            budget = data["email_per_day"]
-            return AccountLimits(
-                email_per_day=EmailPerDayBudget(
-                    total=int(budget["total"]),
-                    used=int(budget["used"]),
-                    available=int(budget["available"]),
-                ),
-                email_accounts=int(data.get("email_accounts", 0)),
-                email_accounts_need_attention=int(data.get("email_accounts_need_attention", 0)),
-                emails_sent_today=int(data.get("emails_sent_today", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UnexpectedResponse(
-                f"account limits have an unknown shape: {type(exc).__name__} {exc}",
-                request_id=request_id,
-                status=200,
-            ) from None
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -257,7 +223,6 @@ class MailiveryClient:
             "last_name": request.last_name,
             "email_per_day": request.email_per_day,
             "response_rate": request.response_rate,
-            "warmup_audience_type": request.warmup_audience_type,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if request.tags:
@@ -312,7 +277,7 @@ class MailiveryClient:
                 response = self._send(
                     method, path, path_template, request_id, params, body, throttled
                 )
-                return self._payload(response, request_id, unwrap, allow_empty), request_id
+                return read_answer(response, request_id, unwrap, allow_empty), request_id
             except TRANSIENT_ERRORS as error:
                 delay = self._retry_delay(error, attempt)
                 if attempt == attempts or delay is None:
@@ -407,100 +372,6 @@ class MailiveryClient:
         # "Full jitter": spreads concurrent workers' retries apart.
         cap = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
-
-    def _payload(
-        self, response: httpx.Response, request_id: str, unwrap: bool, allow_empty: bool
-    ) -> Any:
-        status = response.status_code
-        body = _json_or_none(response)
-        if not 200 <= status < 300:
-            raise _error_for(response, body, request_id)
-        if body is None:
-            if allow_empty and not response.content.strip():
-                return None
-            kind = "empty body" if not response.content.strip() else "a body that is not JSON"
-            raise UnexpectedResponse(
-                f"HTTP {status} with {kind}", request_id=request_id, status=status
-            )
-        if not isinstance(body, dict) or body.get("success") is False:
-            raise UnexpectedResponse(
-                "success response is not a JSON object envelope",
-                request_id=request_id,
-                status=status,
-            )
-        if not unwrap:
-            return body
-        if "data" not in body:
-            if allow_empty:
-                return body
-            raise UnexpectedResponse(
-                "success response has no data", request_id=request_id, status=status
-            )
-        return body["data"]
-
-
-def _error_for(response: httpx.Response, body: Any, request_id: str) -> MailiveryError:
-    status = response.status_code
-    envelope = body if isinstance(body, dict) else {}
-    code = envelope.get("code") if isinstance(envelope.get("code"), str) else None
-    message = envelope.get("message")
-    if not isinstance(message, str) or not message:
-        message = f"HTTP {status}" + (" (body is not JSON)" if body is None else "")
-    message = message[:MAX_ERROR_MESSAGE]
-    common: dict[str, Any] = {"request_id": request_id, "status": status, "code": code}
-    if status == 403 and code == FEATURE_DISABLED_CODE:
-        return FeatureDisabled(
-            "Microsoft Graph onboarding is disabled for this Mailivery account: "
-            "ask Mailivery to add it to the ms-graph beta allowlist",
-            **common,
-        )
-    if status in (401, 403):
-        return Unauthorized(message, **common)
-    if status == 404:
-        return NotFound(message, **common)
-    if status == 409:
-        return Conflict(message, **common)
-    if status in (400, 422):
-        return ValidationFailed(message, field_errors=_field_errors(envelope), **common)
-    if status == 429:
-        return RateLimited(message, retry_after=_retry_after(response), **common)
-    if status >= 500:
-        return ServerError(message, **common)
-    return UnexpectedResponse(message, **common)
-
-
-def _field_errors(envelope: dict[str, Any]) -> dict[str, list[str]]:
-    errors = envelope.get("errors")
-    if not isinstance(errors, dict):
-        return {}
-    return {
-        str(field): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
-        for field, msgs in errors.items()
-    }
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    if not response.content.strip():
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _form_fields(body: dict[str, Any]) -> dict[str, str | list[str]]:

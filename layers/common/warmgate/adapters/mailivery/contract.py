@@ -36,9 +36,7 @@ class VendorContract(BaseModel):
     list_campaigns_path: str = "/campaigns"  # [doc]
     start_warmup_path: str = "/campaigns/{campaign_id}/start-warmup"  # [doc]
     resume_warmup_path: str = "/campaigns/{campaign_id}/resume-warmup"  # [guess]
-    pause_warmup_path: str = "/campaigns/{campaign_id}/pause-warmup"  # [doc]
     delete_campaign_path: str = "/campaigns/{campaign_id}"  # [guess]
-    account_limits_path: str = "/account/limits"  # [doc]
 
     # The campaign's status field: `status` or `status_code` [unknown]; the first present wins.
     status_fields: tuple[str, ...] = ("status", "status_code")
@@ -60,9 +58,7 @@ class VendorContract(BaseModel):
         "list_campaigns_path",
         "start_warmup_path",
         "resume_warmup_path",
-        "pause_warmup_path",
         "delete_campaign_path",
-        "account_limits_path",
     )
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:
