@@ -130,28 +130,15 @@ class MailboxRepository:
         values: dict[str, Any] = {":mailbox": {"S": "mailbox#"}}
         values |= {f":s{n}": {"S": state} for n, state in enumerate(wanted)}
         condition = " OR ".join(f"#state = :s{n}" for n in range(len(wanted)))
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self._table,
-            FilterExpression=f"begins_with(pk, :mailbox) AND ({condition})",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                yield mailbox_from_item(item)
+        filtered = f"begins_with(pk, :mailbox) AND ({condition})"
+        for item in self._scan(filtered, values, ExpressionAttributeNames=names):
+            yield mailbox_from_item(item)
 
     def scan_unlisted(self) -> Iterator[ExpectedMailbox]:
         """Mailboxes stored without LIST_INDEX's keys (written before the index existed)."""
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self._table,
-            FilterExpression="begins_with(pk, :mailbox) AND attribute_not_exists(item_kind)",
-            ExpressionAttributeValues={":mailbox": {"S": "mailbox#"}},
-            ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                yield mailbox_from_item(item)
+        unlisted = "begins_with(pk, :mailbox) AND attribute_not_exists(item_kind)"
+        for item in self._scan(unlisted, {":mailbox": {"S": "mailbox#"}}):
+            yield mailbox_from_item(item)
 
     def list_mailboxes(
         self,
@@ -215,14 +202,20 @@ class MailboxRepository:
 
     def scan_ledger(self) -> Iterator[CampaignLedgerEntry]:
         """Every campaign handled without an expectation (operations: unexpected campaigns)."""
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(
+        for item in self._scan("begins_with(pk, :campaign)", {":campaign": {"S": "campaign#"}}):
+            yield ledger_from_item(item)
+
+    def _scan(self, condition: str, values: dict[str, Any], **extra: Any) -> Iterator[Any]:
+        """Every item of the table that meets `condition`, read consistently (operations and
+        the reconciler: never on a request's path)."""
+        for page in self._client.get_paginator("scan").paginate(
             TableName=self._table,
-            FilterExpression="begins_with(pk, :campaign)",
-            ExpressionAttributeValues={":campaign": {"S": "campaign#"}},
+            FilterExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+            **extra,
         ):
-            for item in page.get("Items", []):
-                yield ledger_from_item(item)
+            yield from page.get("Items", [])
 
     def get_ledger_entry(self, campaign_id: str) -> CampaignLedgerEntry | None:
         response = self._client.get_item(

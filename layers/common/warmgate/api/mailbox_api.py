@@ -17,9 +17,8 @@ from warmgate.api.http import (
     decode_body,
     parse_json_object,
 )
-from warmgate.domain.mailbox_views import mailbox_record, mailbox_summary
+from warmgate.domain.mailbox_views import consent_link, mailbox_record, mailbox_summary
 from warmgate.domain.mailboxes import (
-    ExpectedMailbox,
     utc_now,
 )
 from warmgate.observability import Metric, count, logger
@@ -43,7 +42,7 @@ def mailbox_api(service: OnboardingService) -> APIGatewayHttpResolver:
         count(Metric.CONSENT_LINK_ISSUED if outcome.created else Metric.CONSENT_LINK_REPLAYED)
         if not outcome.saved:
             count(Metric.CONSENT_LINK_NOT_SAVED)
-        return json_response(201 if outcome.created else 200, consent_view(outcome.mailbox))
+        return json_response(201 if outcome.created else 200, consent_link(outcome.mailbox))
 
     @app.get("/mailboxes")
     def list_mailboxes() -> Response[str]:
@@ -80,19 +79,6 @@ def answer_error(exc: Exception) -> Response[str]:
     else:
         logger.info("request refused", extra={"status": error.status, "code": error.code})
     return json_response(error.status, error.body(), error.headers)
-
-
-# --- the answers (openapi.yaml) ---
-
-
-def consent_view(mailbox: ExpectedMailbox) -> dict[str, Any]:
-    """POST /mailboxes' answer (openapi.yaml ConsentLink)."""
-    return {
-        "email": mailbox.email,
-        "state": mailbox.state.value,
-        "consent_url": mailbox.consent_url,
-        "expires_at": mailbox.expires_at,
-    }
 
 
 def json_response(

@@ -1,6 +1,7 @@
 """The mailbox as its readers see it: one serializer for every place a mailbox leaves warmgate.
 
 Each view is the one before it and what its reader needs besides, so a field is written once:
+- `consent_link`: `POST /mailboxes`' answer (openapi.yaml ConsentLink);
 - `mailbox_fields`: what a mailbox event's detail says of the mailbox
   (schemas/events/mailbox-event.json; the event adds its previous state, reason and sequence);
 - `mailbox_summary`: a mailbox in `GET /mailboxes` (openapi.yaml MailboxSummary);
@@ -22,11 +23,19 @@ from warmgate.domain.mailboxes import (
 )
 
 
+def consent_link(mailbox: ExpectedMailbox) -> dict[str, Any]:
+    """POST /mailboxes' answer (openapi.yaml ConsentLink): the link to send the owner."""
+    return {
+        **_identity(mailbox),
+        "consent_url": mailbox.consent_url,
+        "expires_at": mailbox.expires_at,
+    }
+
+
 def mailbox_fields(mailbox: ExpectedMailbox) -> dict[str, Any]:
     """Who the mailbox is, where it stands and who asked for it."""
     return {
-        "email": mailbox.email,
-        "state": mailbox.state.value,
+        **_identity(mailbox),
         "campaign_id": mailbox.campaign_id,
         "requested_by": mailbox.requested_by,
         "requested_by_principal": mailbox.requested_by_principal,
@@ -67,3 +76,7 @@ def last_error_view(error: LastError) -> dict[str, Any]:
         "at": error.at,
         "request_id": error.request_id,
     }
+
+
+def _identity(mailbox: ExpectedMailbox) -> dict[str, Any]:
+    return {"email": mailbox.email, "state": mailbox.state.value}

@@ -57,6 +57,7 @@ from warmgate.services.mailbox_requests import (
     new_expectation,
     require_resumable,
 )
+from warmgate.services.moves import save_move
 from warmgate.services.page_cursor import InvalidCursor, decode_cursor, encode_cursor
 from warmgate.services.ports import CampaignApi, Clock, MailboxStore, MessageQueue
 
@@ -191,14 +192,12 @@ class OnboardingService:
                     "only an open request can be withdrawn",
                 )
             try:
-                return self._repository.save(
-                    record.transition(
-                        MailboxState.WITHDRAWN,
-                        event=MailboxEvent.WITHDRAWN,
-                        now=now,
-                        reason="withdrawn by API",
-                    ),
-                    read_version=record.version,
+                return save_move(
+                    self._repository,
+                    record,
+                    MailboxEvent.WITHDRAWN,
+                    now=now,
+                    reason="withdrawn by API",
                 )
             except StaleRecord:
                 continue
@@ -219,18 +218,16 @@ class OnboardingService:
             require_resumable(self._reread(record.campaign_id))
             now = self._clock()
             try:
-                stored = self._repository.save(
-                    record.transition(
-                        MailboxState.RESUME_REQUESTED,
-                        event=MailboxEvent.RESUME_REQUESTED,
-                        now=now,
-                        reason="resume requested by API",
-                        request_kind=RequestKind.RESUME,
-                        requested_by_principal=principal,
-                        requested_at=iso(now),
-                        **FRESH_REQUEST,
-                    ),
-                    read_version=record.version,
+                stored = save_move(
+                    self._repository,
+                    record,
+                    MailboxEvent.RESUME_REQUESTED,
+                    now=now,
+                    reason="resume requested by API",
+                    request_kind=RequestKind.RESUME,
+                    requested_by_principal=principal,
+                    requested_at=iso(now),
+                    **FRESH_REQUEST,
                 )
             except StaleRecord:
                 continue

@@ -47,6 +47,7 @@ from warmgate.domain.mailboxes import (
 )
 from warmgate.domain.webhooks import EventType
 from warmgate.observability import logger
+from warmgate.services.moves import save_move
 from warmgate.services.ports import CampaignApi, Clock, MailboxStore, MessageQueue
 
 RECONCILED_EVENT_TYPE = EventType.PENDING  # what the missed webhook would have said
@@ -120,14 +121,12 @@ class Reconciler:
                 continue
             if mailbox.state is MailboxState.CONSENT_REQUESTED and mailbox.is_expired(now):
                 try:
-                    self._repository.save(
-                        mailbox.transition(
-                            MailboxState.EXPIRED,
-                            event=MailboxEvent.EXPIRED,
-                            now=now,
-                            reason="no consent before expiry",
-                        ),
-                        read_version=mailbox.version,
+                    save_move(
+                        self._repository,
+                        mailbox,
+                        MailboxEvent.EXPIRED,
+                        now=now,
+                        reason="no consent before expiry",
                     )
                     report.expired += 1
                 except StaleRecord:

@@ -49,6 +49,7 @@ from warmgate.domain.mailboxes import (
     utc_now,
 )
 from warmgate.observability import logger
+from warmgate.services.moves import save_move
 from warmgate.services.ports import CampaignApi, Clock, MailboxStore
 from warmgate.services.start_attempts import (
     AMBIGUOUS_ERRORS,
@@ -173,11 +174,7 @@ class CampaignWorker:
         if situation is None:
             logger.warning("no campaign for this event", extra={"event_type": message.event_type})
             return Outcome.IGNORED
-        decision, campaign_id, mailbox = (
-            situation.decision,
-            situation.campaign_id,
-            situation.mailbox,
-        )
+        decision, mailbox = situation.decision, situation.mailbox
         logger.info(
             "campaign decision",
             extra={
@@ -192,10 +189,8 @@ class CampaignWorker:
         if decision.action in (Action.START, Action.RESUME) and mailbox is not None:
             return self._warm_up(decision, situation, mailbox, message.attempt)
         if decision.action is Action.DELETE:
-            return self._delete(decision, campaign_id, situation.email, mailbox, situation.ledger)
-        self._record(
-            decision, campaign_id, situation.email, mailbox, situation.ledger, situation.now
-        )
+            return self._delete(situation)
+        self._record(situation)
         return decision.outcome
 
     def _busy_for(self, situation: _Situation) -> float:
@@ -229,16 +224,14 @@ class CampaignWorker:
     ) -> Outcome:
         """Claim the request, make its one start/resume call, record what came of it."""
         campaign_id = situation.campaign_id
-        claimed = self._repository.save(
-            mailbox.transition(
-                MailboxState.VERIFYING,
-                event=MailboxEvent.CLAIMED,
-                now=self._clock(),
-                reason=f"claimed: {decision.reason}",
-                campaign_id=campaign_id,
-                outcome_unknown=False,
-            ),
-            read_version=mailbox.version,
+        claimed = save_move(
+            self._repository,
+            mailbox,
+            MailboxEvent.CLAIMED,
+            now=self._clock(),
+            reason=f"claimed: {decision.reason}",
+            campaign_id=campaign_id,
+            outcome_unknown=False,
             with_token=self._prepaid,
         )
         call = (
@@ -263,14 +256,7 @@ class CampaignWorker:
             read_version=claimed.version,
         )
         if decision.ledger_state is not None:  # a campaign once unexpected, now requested
-            self._save_ledger(
-                campaign_id,
-                situation.email,
-                situation.ledger,
-                decision.ledger_state,
-                decision.reason,
-                self._clock(),
-            )
+            self._save_ledger(situation, decision.ledger_state, self._clock())
         return decision.outcome
 
     def _fulfilled(
@@ -309,38 +295,18 @@ class CampaignWorker:
         )
         return Outcome.START_PARKED
 
-    def _delete(
-        self,
-        decision: CampaignDecision,
-        campaign_id: str,
-        email: str | None,
-        mailbox: ExpectedMailbox | None,
-        ledger: CampaignLedgerEntry | None,
-    ) -> Outcome:
+    def _delete(self, situation: _Situation) -> Outcome:
         claimed = self._save_ledger(
-            campaign_id,
-            email,
-            ledger,
-            LedgerState.DELETING,
-            decision.reason,
-            self._clock(),
-            with_token=self._prepaid,
+            situation, LedgerState.DELETING, self._clock(), with_token=self._prepaid
         )
         with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            self._mailivery.delete_campaign(campaign_id, prepaid=self._prepaid)
-        self._record(decision, campaign_id, email, mailbox, claimed, self._clock())
-        return decision.outcome
+            self._mailivery.delete_campaign(situation.campaign_id, prepaid=self._prepaid)
+        self._record(replace(situation, ledger=claimed, now=self._clock()))
+        return situation.decision.outcome
 
-    def _record(
-        self,
-        decision: CampaignDecision,
-        campaign_id: str,
-        email: str | None,
-        mailbox: ExpectedMailbox | None,
-        ledger: CampaignLedgerEntry | None,
-        now: datetime,
-    ) -> None:
+    def _record(self, situation: _Situation) -> None:
         """Write the decision's target states (no vendor call involved, or it succeeded)."""
+        decision, mailbox, now = situation.decision, situation.mailbox, situation.now
         if decision.mailbox_state is not None and mailbox is not None:
             event = decision.mailbox_event
             assert event is not None, "a decision that moves a mailbox names its event"
@@ -353,26 +319,25 @@ class CampaignWorker:
             )
             # The campaign this state is about.
             self._repository.save(
-                replace(moved, campaign_id=campaign_id), read_version=mailbox.version
+                replace(moved, campaign_id=situation.campaign_id), read_version=mailbox.version
             )
         if decision.ledger_state is not None:
-            self._save_ledger(
-                campaign_id, email, ledger, decision.ledger_state, decision.reason, now
-            )
+            self._save_ledger(situation, decision.ledger_state, now)
 
     def _save_ledger(
         self,
-        campaign_id: str,
-        email: str | None,
-        ledger: CampaignLedgerEntry | None,
+        situation: _Situation,
         state: LedgerState,
-        reason: str,
         now: datetime,
         *,
         with_token: bool = False,
     ) -> CampaignLedgerEntry:
-        """Move the campaign's ledger entry (created on first sight) to `state`, conditionally."""
-        entry = ledger or CampaignLedgerEntry(campaign_id, state, email, reason, iso(now), iso(now))
+        """Move the campaign's ledger entry (created on first sight) to `state`, conditionally,
+        for the situation's decision."""
+        ledger, reason = situation.ledger, situation.decision.reason
+        entry = ledger or CampaignLedgerEntry(
+            situation.campaign_id, state, situation.email, reason, iso(now), iso(now)
+        )
         return self._repository.save_ledger_entry(
             entry.moved_to(state, now=now, reason=reason),
             read_version=ledger.version if ledger else None,

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict, Unpack
+
+
+class CallContext(TypedDict):
+    """What every error says of the call it came from."""
+
+    request_id: str  # the X-Request-ID sent
+    status: NotRequired[int | None]  # the HTTP status, if an answer came
+    code: NotRequired[str | None]  # Mailivery's error code, if it gave one
+
 
 class MailiveryError(Exception):
     """Base of every error the Mailivery client raises."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        request_id: str,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, **call: Unpack[CallContext]) -> None:
         super().__init__(message)
         self.message = message
-        self.request_id = request_id
-        self.status = status
-        self.code = code
+        self.request_id = call["request_id"]
+        self.status = call.get("status")
+        self.code = call.get("code")
 
     def __str__(self) -> str:
         status = f" HTTP {self.status}" if self.status is not None else ""
@@ -52,12 +55,10 @@ class ValidationFailed(MailiveryError):
         self,
         message: str,
         *,
-        request_id: str,
-        status: int | None = None,
-        code: str | None = None,
         field_errors: dict[str, list[str]] | None = None,
+        **call: Unpack[CallContext],
     ) -> None:
-        super().__init__(message, request_id=request_id, status=status, code=code)
+        super().__init__(message, **call)
         self.field_errors = field_errors or {}
 
 
@@ -65,15 +66,10 @@ class RateLimited(MailiveryError):
     """429 RATE_LIMIT_EXCEEDED; `retry_after` in seconds (from Retry-After, or None)."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        request_id: str,
-        retry_after: float | None,
-        status: int | None = 429,
-        code: str | None = None,
+        self, message: str, *, retry_after: float | None, **call: Unpack[CallContext]
     ) -> None:
-        super().__init__(message, request_id=request_id, status=status, code=code)
+        call.setdefault("status", 429)
+        super().__init__(message, **call)
         self.retry_after = retry_after
 
 
