@@ -2,7 +2,9 @@
 
 The one module (besides the handlers) that reads the settings models: the domain, the
 services and the adapters take plain values, so they are built the same way by the
-functions, the operator CLI, the local stack and the tests.
+functions, the operator CLI, the local stack and the tests. The webhook and the events
+function build their one adapter in their handler instead: importing this module would load
+the Mailivery client (httpx) and every service into their cold start for nothing they use.
 
 The time budget. Each Mailivery call has a deadline that the client enforces
 (`worst_case_call_seconds`: every attempt at its timeouts, budget waits, backoff and
