@@ -35,8 +35,6 @@ TOOLING_NOT_YET_SPLIT: Final = frozenset(
         "bench/warm_cpu.py",
         "bench/warm_cpu.py:webhook_rows",
         "bench/warm_cpu.py:worker_rows",
-        "devstack/api_gateway.py",
-        "devstack/api_gateway.py:http_api_event",
         "devstack/demo.py",
         "devstack/stack.py",
         "devstack/stack.py:LocalStack._start",
