@@ -3,9 +3,9 @@
 Routes come from the template's own `HttpApi` events (`devstack.http_routes`). A request becomes
 the v2 event API Gateway would send, and the handler's answer goes back the way API Gateway maps
 it. What is deliberately not emulated: SigV4 verification (an AWS_IAM route sees a fixed local
-IAM identity instead), throttling settings, and the access log. Errors API Gateway itself answers are reproduced: an unknown
-route is `404 {"message":"Not Found"}`, a handler crash or a malformed answer is
-`500 {"message":"Internal Server Error"}`.
+IAM identity instead), throttling settings, and the access log. Errors API Gateway itself
+answers are reproduced: an unknown route is `404 {"message":"Not Found"}`, a handler crash or a
+malformed answer is `500 {"message":"Internal Server Error"}`.
 """
 
 from __future__ import annotations

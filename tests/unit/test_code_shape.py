@@ -36,8 +36,6 @@ TOOLING_NOT_YET_SPLIT: Final = frozenset(
         "bench/warm_cpu.py:webhook_rows",
         "bench/warm_cpu.py:worker_rows",
         "devstack/demo.py",
-        "devstack/stack.py",
-        "devstack/stack.py:LocalStack._start",
         "tests/e2e/soak.py",
     }
 )
