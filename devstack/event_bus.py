@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.endpoint_url:
         parser.error("--endpoint-url (or DEVSTACK_ENDPOINT_URL) is required: `make run` prints it")
     aws = LocalAws(args.endpoint_url)
-    bus = _template_bus()
+    bus = template_bus()
     if bus is None:
         print("devstack events: template.yaml has no event bus", file=sys.stderr)
         return 2
@@ -196,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _template_bus() -> str | None:
+def template_bus() -> str | None:
     """The local name of the template's event bus, None when it has none."""
     return next(
         (

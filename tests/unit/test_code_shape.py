@@ -35,7 +35,6 @@ TOOLING_NOT_YET_SPLIT: Final = frozenset(
         "bench/warm_cpu.py",
         "bench/warm_cpu.py:webhook_rows",
         "bench/warm_cpu.py:worker_rows",
-        "devstack/demo.py",
         "tests/e2e/soak.py",
     }
 )
