@@ -103,9 +103,13 @@ def child_env(variant: Variant, name: str, runtime: Path) -> dict[str, str]:
     }
 
 
-def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "app") -> float:
+def child(
+    variant: Variant, name: str, runtime: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -S <args>` in the function's directory with only what its Init would see; a
+    failure names the variant, the function and the child's stderr."""
     result = subprocess.run(
-        [sys.executable, "-S", "-c", TIMED_IMPORT.format(module=module)],
+        [sys.executable, "-S", *args],
         env=child_env(variant, name, runtime),
         cwd=variant.functions[name],
         capture_output=True,
@@ -113,7 +117,15 @@ def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "a
         check=False,
     )
     if result.returncode != 0:
-        raise ArtifactError(f"{variant.name} {name}: import failed:\n{result.stderr[-2000:]}")
+        raise ArtifactError(
+            f"{variant.name} {name}: python -S {' '.join(args[:-1])} failed:\n"
+            f"{result.stderr[-2000:]}"
+        )
+    return result
+
+
+def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "app") -> float:
+    result = child(variant, name, runtime, "-c", TIMED_IMPORT.format(module=module))
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -142,17 +154,9 @@ def top_imports(records: Sequence[ImportRecord], count: int = 10) -> list[Import
 
 
 def importtime(variant: Variant, name: str, runtime: Path) -> list[ImportRecord]:
-    result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
-        env=child_env(variant, name, runtime),
-        cwd=variant.functions[name],
-        capture_output=True,
-        text=True,
-        check=False,
+    return parse_importtime(
+        child(variant, name, runtime, "-X", "importtime", "-c", "import app").stderr
     )
-    if result.returncode != 0:
-        raise ArtifactError(f"{name}: -X importtime run failed:\n{result.stderr[-2000:]}")
-    return parse_importtime(result.stderr)
 
 
 # --------------------------------------------------------------------------- the benchmark
