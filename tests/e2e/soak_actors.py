@@ -23,8 +23,6 @@ from devstack.stack import LocalStack
 from tests.e2e.soak_plan import WATCH_INTERVAL_S, SoakPlan
 from tests.openapi_contract import assert_conforms
 
-# --- who does what ------------------------------------------------------------------------------
-
 
 class Kind(StrEnum):
     EXPECTED = "expected"

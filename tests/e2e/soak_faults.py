@@ -19,8 +19,6 @@ from tests.e2e.soak_plan import (
     SoakPlan,
 )
 
-# --- the faults --------------------------------------------------------------------------------
-
 
 def vendor_fault_rules(plan: SoakPlan) -> list[dict[str, Any]]:
     """The sandbox's rules: each kind once for certain (the first matching calls), then a

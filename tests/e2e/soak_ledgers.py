@@ -25,8 +25,6 @@ from tests.e2e.soak_plan import (
     WORKER,
 )
 
-# --- the ledgers --------------------------------------------------------------------------------
-
 
 @dataclass
 class VendorCall:

@@ -32,8 +32,6 @@ from tests.e2e.soak_faults import Poison, aws_fault_rules, vendor_fault_rules
 from tests.e2e.soak_ledgers import dump_ledgers, duration, queue_depth, reconcile
 from tests.e2e.soak_plan import PROGRESS_EVERY_S, SECRET_MAX_AGE_SECONDS, STORM_SECONDS, SoakPlan
 
-# --- the run ------------------------------------------------------------------------------------
-
 
 def build_journeys(plan: SoakPlan, rng: random.Random) -> list[Journey]:
     def mailbox(n: int, kind: str) -> str:
