@@ -31,18 +31,12 @@ $(VENV)/.installed: requirements/dev.txt layers/common/requirements.txt clients/
 	printf '%s\n' $(CURDIR)/layers/common $(CURDIR) > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/warmgate-dev.pth
 	touch $@
 
-$(VENV_SAM)/.installed: requirements/sam.txt
+# A tool's own venv (.venv-sam, .venv-checkov) from its pinned requirements/<tool>.txt.
+.venv-%/.installed: requirements/%.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found"; exit 1; }
-	$(PYTHON) -m venv $(VENV_SAM)
-	$(VENV_SAM)/bin/pip install --quiet --upgrade pip
-	$(VENV_SAM)/bin/pip install --quiet -r requirements/sam.txt
-	touch $@
-
-$(VENV_CHECKOV)/.installed: requirements/checkov.txt
-	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_MINOR) not found"; exit 1; }
-	$(PYTHON) -m venv $(VENV_CHECKOV)
-	$(VENV_CHECKOV)/bin/pip install --quiet --upgrade pip
-	$(VENV_CHECKOV)/bin/pip install --quiet -r requirements/checkov.txt
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet --upgrade pip
+	$(@D)/bin/pip install --quiet -r $<
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with pinned dependencies

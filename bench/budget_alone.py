@@ -12,8 +12,15 @@ import boto3
 
 from bench.aws_calls import AwsCalls
 from bench.harness import TABLE, aws_environment
-from bench.pacing import BURST, VENDOR_LIMIT, busiest_window, in_process_aws, steady_state
-from bench.report import Goal, Row, ratio
+from bench.pacing import (
+    BURST,
+    VENDOR_LIMIT,
+    busiest_window,
+    in_process_aws,
+    steady_state,
+    vendor_limit_row,
+)
+from bench.report import Row, ratio
 from devstack.template import create_table
 from devstack.testkit import applied_environment
 from warmgate.adapters import aws
@@ -38,14 +45,7 @@ def contention_rows(takers: int, scaled_seconds: float) -> list[Row]:
             baseline=60 * refill_per_second,
             ratio=ratio(steady.per_minute, 60 * refill_per_second),
         ),
-        Row(
-            f"budget alone, {takers} takers: busiest rolling minute",
-            busiest,
-            "",
-            baseline=VENDOR_LIMIT,
-            ratio=ratio(busiest, VENDOR_LIMIT),
-            goal=Goal("<=", VENDOR_LIMIT),
-        ),
+        vendor_limit_row(f"budget alone, {takers} takers: busiest rolling minute", busiest),
         Row(
             f"budget alone, {takers} takers: DynamoDB writes per token",
             ratio(writes, len(grants)),

@@ -26,44 +26,34 @@ come from the artifact unchanged.
 
 from __future__ import annotations
 
-import importlib.machinery
-import io
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
-import tarfile
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from bench.artifact_copies import (
+    BUILD_DIR,
+    FUNCTIONS,
+    LAYER,
+    ArtifactError,
+    Variant,
+    artifact_copies,
+    baseline_commit,
+    shown,
+)
 from bench.report import Goal, Row, Table, median, percentile, ratio
-from devstack.artifact import compile_tree
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-BUILD_DIR: Final = ROOT / ".aws-sam" / "build"
-LAYER: Final = "CommonLayer"
-FUNCTIONS: Final = {
-    "webhook": "WebhookFunction",
-    "worker": "WorkerFunction",
-    "onboarding": "OnboardingFunction",
-    "reconciler": "ReconcilerFunction",
-}
 GOALS_MS: Final = {"webhook": 250.0, "worker": 400.0}
 # Default build (no .pyc) / ours, per function (the issue's goals; 2x for the others).
 SPEEDUP_GOALS: Final = {"webhook": 2.5, "worker": 2.2}
 SPEEDUP_GOAL: Final = 2.0
-BASELINE_BRANCH: Final = "main"
 # What the functions import from the runtime's precompiled packages (neither variant's .pyc
 # acts on it): botocore's session, since they make their clients from botocore directly.
 RUNTIME_IMPORT: Final = "botocore.session"
-# What the Lambda python3.12 runtime puts on sys.path besides our code: boto3 and its deps.
-RUNTIME_PACKAGES: Final = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six.py")
 # Dummy local values: the handlers validate these at import and create clients, but make no
 # network call before the first invocation.
 HANDLER_ENV: Final = {
@@ -91,184 +81,12 @@ TIMED_IMPORT: Final = (
 )
 
 
-class ArtifactError(RuntimeError):
-    """The built artifact is missing or cannot run on this host; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    layer: Path
-    functions: dict[str, Path]  # short name → function directory
-
-
 @dataclass(frozen=True)
 class ImportRecord:
     name: str
     self_us: int
     cumulative_us: int
     depth: int
-
-
-# --------------------------------------------------------------------------- the copies
-
-
-def site_packages() -> Path:
-    return Path(sysconfig.get_paths()["purelib"])
-
-
-def elf_machine(path: Path) -> bytes:
-    """The ELF header's e_machine field (x86-64, AArch64, ...): what a shared object runs on.
-    File suffixes cannot tell (`.abi3.so` and `.so` name no architecture)."""
-    with path.open("rb") as binary:
-        header = binary.read(20)
-    return header[18:20] if header[:4] == b"\x7fELF" else b""
-
-
-def foreign_extensions(layer: Path) -> list[Path]:
-    """Native extensions in the layer that this interpreter cannot load (another machine)."""
-    host = elf_machine(Path(sys.executable).resolve())
-    return [so for so in layer.rglob("*.so") if elf_machine(so) != host]
-
-
-def _owning_dist_info(layer: Path, relative: str) -> str | None:
-    for record in layer.glob("*.dist-info/RECORD"):
-        if any(line.split(",", 1)[0] == relative for line in record.read_text().splitlines()):
-            return record.parent.name
-    return None
-
-
-def use_host_extensions(layer: Path, source: Path) -> list[str]:
-    """Replace each foreign extension with this interpreter's build of the same version."""
-    swapped = []
-    for extension in foreign_extensions(layer):
-        relative = extension.relative_to(layer).as_posix()
-        dist_info = _owning_dist_info(layer, relative)
-        if dist_info is None or not (source / dist_info).is_dir():
-            raise ArtifactError(
-                f"{relative} is built for another platform and {source} has no "
-                f"{dist_info or 'matching distribution'} to take a host build from"
-            )
-        stem = extension.name.split(".", 1)[0]
-        candidates = [
-            source / Path(relative).parent / (stem + suffix)
-            for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        ]
-        host_build = next((c for c in candidates if c.is_file()), None)
-        if host_build is None:
-            raise ArtifactError(f"no host build of {relative} under {source}")
-        extension.unlink()
-        shutil.copy2(host_build, extension.parent / host_build.name)
-        swapped.append(f"{relative} → {host_build.name} ({dist_info})")
-    return swapped
-
-
-def _link(source: str, destination: str) -> None:
-    """Copy by hard link where the file system allows (the copies are only read, replaced or
-    removed, never written through), else copy."""
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
-def remove_pycache(root: Path) -> int:
-    caches = [p for p in root.rglob("__pycache__") if p.is_dir()]
-    for cache in caches:
-        shutil.rmtree(cache)
-    return len(caches)
-
-
-def baseline_commit(ref: str | None) -> str | None:
-    """The commit the `before` variant is built from: `ref`, else where HEAD left main; None
-    when git cannot tell (no repository, no such ref)."""
-    if ref is None:
-        command = ["git", "merge-base", "HEAD", BASELINE_BRANCH]
-    else:
-        command = ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
-
-
-def code_at(commit: str, destination: Path) -> Path:
-    """layers/common/warmgate and functions/ as they were at `commit`, under `destination`."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", commit, "layers/common/warmgate", "functions"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(destination, filter="data")
-    return destination
-
-
-def before_variant(pyc: Variant, base: Path, commit: str, names: Sequence[str]) -> Variant:
-    """The pyc variant with the warmgate package and the handlers of `commit`."""
-    old = code_at(commit, base / "source")
-    layer = base / "layer"
-    shutil.copytree(pyc.layer, layer, symlinks=True, copy_function=_link)
-    shutil.rmtree(layer / "warmgate")
-    shutil.copytree(old / "layers" / "common" / "warmgate", layer / "warmgate")
-    compile_tree(layer / "warmgate")
-    functions = {}
-    for name in names:
-        functions[name] = base / name
-        shutil.copytree(pyc.functions[name], functions[name], symlinks=True, copy_function=_link)
-        (functions[name] / "app.py").unlink()  # a link to the pyc variant's: not written through
-        shutil.copy2(old / "functions" / name / "app.py", functions[name] / "app.py")
-        compile_tree(functions[name])
-    return Variant("before", layer, functions)
-
-
-def shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def check_artifact(build_dir: Path) -> None:
-    missing = [d for d in (LAYER, *FUNCTIONS.values()) if not (build_dir / d).is_dir()]
-    if missing:
-        raise ArtifactError(
-            f"{build_dir} lacks {', '.join(missing)}: run `make build` first "
-            "(sam build, then the checked-hash .pyc step)"
-        )
-    if not any((build_dir / LAYER / "python").rglob("*.pyc")):
-        raise ArtifactError(f"{build_dir} has no .pyc: run `make build` (not only `sam build`)")
-
-
-@contextmanager
-def artifact_copies(
-    build_dir: Path, names: Sequence[str], baseline: str | None = None
-) -> Iterator[tuple[list[Variant], Path, list[str]]]:
-    """([pyc, no-pyc, before if `baseline`], runtime dir, swapped extensions) in a temporary
-    directory."""
-    check_artifact(build_dir)
-    with tempfile.TemporaryDirectory(prefix="warmgate-bench-") as temp:
-        work = Path(temp)
-        runtime = work / "runtime"
-        runtime.mkdir()
-        for package in RUNTIME_PACKAGES:
-            (runtime / package).symlink_to(site_packages() / package)
-        variants = []
-        swapped: list[str] = []
-        for variant in ("pyc", "no-pyc"):
-            base = work / variant
-            layer = base / "layer"
-            shutil.copytree(build_dir / LAYER / "python", layer, symlinks=True, copy_function=_link)
-            functions = {}
-            for name in names:
-                functions[name] = base / name
-                shutil.copytree(
-                    build_dir / FUNCTIONS[name], functions[name], symlinks=True, copy_function=_link
-                )
-            swapped = use_host_extensions(layer, site_packages())
-            if variant == "no-pyc":
-                remove_pycache(base)
-            variants.append(Variant(variant, layer, functions))
-        if baseline is not None:
-            variants.append(before_variant(variants[0], work / "before", baseline, names))
-        yield variants, runtime, swapped
 
 
 # --------------------------------------------------------------------------- the children
@@ -285,9 +103,13 @@ def child_env(variant: Variant, name: str, runtime: Path) -> dict[str, str]:
     }
 
 
-def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "app") -> float:
+def child(
+    variant: Variant, name: str, runtime: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -S <args>` in the function's directory with only what its Init would see; a
+    failure names the variant, the function and the child's stderr."""
     result = subprocess.run(
-        [sys.executable, "-S", "-c", TIMED_IMPORT.format(module=module)],
+        [sys.executable, "-S", *args],
         env=child_env(variant, name, runtime),
         cwd=variant.functions[name],
         capture_output=True,
@@ -295,7 +117,15 @@ def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "a
         check=False,
     )
     if result.returncode != 0:
-        raise ArtifactError(f"{variant.name} {name}: import failed:\n{result.stderr[-2000:]}")
+        raise ArtifactError(
+            f"{variant.name} {name}: python -S {' '.join(args[:-1])} failed:\n"
+            f"{result.stderr[-2000:]}"
+        )
+    return result
+
+
+def timed_import_ms(variant: Variant, name: str, runtime: Path, module: str = "app") -> float:
+    result = child(variant, name, runtime, "-c", TIMED_IMPORT.format(module=module))
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -324,20 +154,23 @@ def top_imports(records: Sequence[ImportRecord], count: int = 10) -> list[Import
 
 
 def importtime(variant: Variant, name: str, runtime: Path) -> list[ImportRecord]:
-    result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
-        env=child_env(variant, name, runtime),
-        cwd=variant.functions[name],
-        capture_output=True,
-        text=True,
-        check=False,
+    return parse_importtime(
+        child(variant, name, runtime, "-X", "importtime", "-c", "import app").stderr
     )
-    if result.returncode != 0:
-        raise ArtifactError(f"{name}: -X importtime run failed:\n{result.stderr[-2000:]}")
-    return parse_importtime(result.stderr)
 
 
 # --------------------------------------------------------------------------- the benchmark
+
+
+@dataclass
+class Measured:
+    """What one run measured: per function and variant the Init samples (ms), the runtime's
+    own import (the floor no .pyc acts on), and one `-X importtime` per (variant, function)."""
+
+    samples: dict[str, dict[str, list[float]]]
+    runtime_floor: list[float]
+    importtimes: dict[tuple[str, str], list[ImportRecord]]
+    swapped: list[str]
 
 
 def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = None) -> Table:
@@ -349,6 +182,39 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
     )
     # --quick leaves the before variant out: the full run measures it.
     baseline = None if quick else baseline_commit(baseline_ref)
+    measured = measure(build_dir, names, baseline, rounds)
+    floor = median(measured.runtime_floor)
+    for name in names:
+        for row in function_rows(name, measured.samples[name], floor, baseline):
+            table.add(row)
+    table.notes += run_notes(floor, baseline)
+    table.notes += spread_notes(names, measured.samples)
+    built = datetime.fromtimestamp((build_dir / LAYER).stat().st_mtime, UTC)
+    table.notes.append(
+        f"artifact: {shown(build_dir)} as built {built:%Y-%m-%d %H:%M} UTC "
+        "(`make build` refreshes it)"
+    )
+    if measured.swapped:
+        table.notes.append(
+            "native extensions replaced by this host's build of the same version: "
+            + "; ".join(measured.swapped)
+        )
+    table.details += importtime_details(measured.importtimes)
+    table.extra = {
+        "rounds": rounds,
+        "baseline_commit": baseline,
+        "samples_ms": measured.samples,
+        f"import_{RUNTIME_IMPORT}_ms": measured.runtime_floor,
+        "swapped_extensions": measured.swapped,
+        "importtime": {
+            f"{name} {variant_name}": [vars(r) for r in top_imports(records, 25)]
+            for (variant_name, name), records in measured.importtimes.items()
+        },
+    }
+    return table
+
+
+def measure(build_dir: Path, names: Sequence[str], baseline: str | None, rounds: int) -> Measured:
     samples: dict[str, dict[str, list[float]]] = {
         n: {"pyc": [], "no-pyc": [], "before": []} for n in names
     }
@@ -363,59 +229,62 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
                 for variant in variants:  # A B C A B C ...: drift hits every variant alike
                     samples[name][variant.name].append(timed_import_ms(variant, name, runtime))
             runtime_floor.append(timed_import_ms(pyc, names[0], runtime, module=RUNTIME_IMPORT))
-        offenders = {
+        importtimes = {
             (variant.name, name): importtime(variant, name, runtime)
             for variant in variants
             if variant.name != "no-pyc"
             for name in names
         }
-    floor = median(runtime_floor)
+    return Measured(samples, runtime_floor, importtimes, swapped)
 
-    for name in names:
-        with_pyc, without = median(samples[name]["pyc"]), median(samples[name]["no-pyc"])
-        speedup = ratio(without, with_pyc)
-        goal = GOALS_MS.get(name)
-        table.add(
+
+def function_rows(
+    name: str, samples: Mapping[str, list[float]], floor: float, baseline: str | None
+) -> list[Row]:
+    with_pyc, without = median(samples["pyc"]), median(samples["no-pyc"])
+    speedup = ratio(without, with_pyc)
+    goal = GOALS_MS.get(name)
+    rows = [
+        Row(
+            f"{name} Init, artifact (hash .pyc)",
+            with_pyc,
+            "ms",
+            baseline=without,
+            ratio=speedup,
+            goal=None if goal is None else Goal("<=", goal, "ms"),
+        ),
+        Row(
+            f"{name} Init saved by the .pyc",
+            without - with_pyc,
+            "ms",
+            baseline=without,
+            ratio=speedup,
+            goal=Goal(">=", SPEEDUP_GOALS.get(name, SPEEDUP_GOAL), on="ratio"),
+        ),
+        Row(
+            f"{name} Init without the runtime's `import {RUNTIME_IMPORT}`",
+            with_pyc - floor,
+            "ms",
+            baseline=without - floor,
+            ratio=ratio(without - floor, with_pyc - floor),
+        ),
+    ]
+    if samples["before"]:
+        before = median(samples["before"])
+        rows.append(
             Row(
-                f"{name} Init, artifact (hash .pyc)",
-                with_pyc,
+                f"{name} Init before this branch ({baseline[:7] if baseline else '?'})",
+                before,
                 "ms",
-                baseline=without,
-                ratio=speedup,
-                goal=None if goal is None else Goal("<=", goal, "ms"),
+                baseline=with_pyc,
+                ratio=ratio(before, with_pyc),
             )
         )
-        table.add(
-            Row(
-                f"{name} Init saved by the .pyc",
-                without - with_pyc,
-                "ms",
-                baseline=without,
-                ratio=speedup,
-                goal=Goal(">=", SPEEDUP_GOALS.get(name, SPEEDUP_GOAL), on="ratio"),
-            )
-        )
-        table.add(
-            Row(
-                f"{name} Init without the runtime's `import {RUNTIME_IMPORT}`",
-                with_pyc - floor,
-                "ms",
-                baseline=without - floor,
-                ratio=ratio(without - floor, with_pyc - floor),
-            )
-        )
-        if samples[name]["before"]:
-            before = median(samples[name]["before"])
-            table.add(
-                Row(
-                    f"{name} Init before this branch ({baseline[:7] if baseline else '?'})",
-                    before,
-                    "ms",
-                    baseline=with_pyc,
-                    ratio=ratio(before, with_pyc),
-                )
-            )
-    table.notes += [
+    return rows
+
+
+def run_notes(floor: float, baseline: str | None) -> list[str]:
+    return [
         "baseline = the same artifact with every __pycache__ removed (no-pyc), measured "
         "alternately with it in this run; ratio = no-pyc / pyc",
         "the goals are for Lambda arm64 at 512 MB; on a noisy or different machine the ms move "
@@ -434,50 +303,38 @@ def run(*, quick: bool, build_dir: Path = BUILD_DIR, baseline_ref: str | None = 
             "no such ref)"
         ),
     ]
+
+
+def spread_notes(
+    names: Sequence[str], samples: Mapping[str, Mapping[str, list[float]]]
+) -> list[str]:
+    notes = []
     for name in names:
         spread = {
             v: (percentile(samples[name][v], 25), percentile(samples[name][v], 75))
             for v in ("pyc", "no-pyc")
         }
-        table.notes.append(
+        notes.append(
             f"{name}: interquartile range pyc {spread['pyc'][0]:.0f}-{spread['pyc'][1]:.0f} ms, "
             f"no-pyc {spread['no-pyc'][0]:.0f}-{spread['no-pyc'][1]:.0f} ms"
         )
-    built = datetime.fromtimestamp((build_dir / LAYER).stat().st_mtime, UTC)
-    table.notes.append(
-        f"artifact: {shown(build_dir)} as built {built:%Y-%m-%d %H:%M} UTC "
-        "(`make build` refreshes it)"
-    )
-    if swapped:
-        table.notes.append(
-            "native extensions replaced by this host's build of the same version: "
-            + "; ".join(swapped)
-        )
-    for (variant_name, name), records in offenders.items():
+    return notes
+
+
+def importtime_details(importtimes: Mapping[tuple[str, str], list[ImportRecord]]) -> list[str]:
+    details = []
+    for (variant_name, name), records in importtimes.items():
         root = next((r for r in records if r.name == "app"), None)
-        table.details.append(
-            f"{name}, {variant_name}: -X importtime, top 10 by cumulative (one run)"
-        )
-        table.details.append(f"  {'cumulative':>10} {'self':>8}  module")
+        details.append(f"{name}, {variant_name}: -X importtime, top 10 by cumulative (one run)")
+        details.append(f"  {'cumulative':>10} {'self':>8}  module")
         for record in top_imports(records):
-            table.details.append(
+            details.append(
                 f"  {record.cumulative_us / 1000:8.1f}ms {record.self_us / 1000:6.1f}ms  "
                 f"{'  ' * record.depth}{record.name}"
             )
         if root is not None:
-            table.details.append(
+            details.append(
                 f"  app itself: {root.cumulative_us / 1000:.1f} ms in all, "
                 f"{root.self_us / 1000:.1f} ms in its own body (settings, clients at import)"
             )
-    table.extra = {
-        "rounds": rounds,
-        "baseline_commit": baseline,
-        "samples_ms": samples,
-        f"import_{RUNTIME_IMPORT}_ms": runtime_floor,
-        "swapped_extensions": swapped,
-        "importtime": {
-            f"{name} {variant_name}": [vars(r) for r in top_imports(records, 25)]
-            for (variant_name, name), records in offenders.items()
-        },
-    }
-    return table
+    return details

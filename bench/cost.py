@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from bench.report import Row
 
@@ -177,3 +177,41 @@ def _quantity(component: Component) -> str:
     value = component.quantity
     text = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
     return f"{text} {component.unit}".strip()
+
+
+def cost_notes(happy: Usage, worst: Usage) -> list[str]:
+    per = {
+        name: f"{f.invocations / happy.onboardings:.2f}"
+        for name, f in sorted(happy.functions.items())
+    }
+    return [
+        f"prices: AWS on-demand list prices for {REGION} as of {PRICES_AS_OF} as known when "
+        "written (bench/cost.py), no free tier: to be checked against AWS's price pages",
+        f"happy path, invocations per onboarding: {per}; DynamoDB per onboarding "
+        f"{happy.write_units / happy.onboardings:.1f} WRU, "
+        f"{happy.read_units / happy.onboardings:.1f} RRU",
+        f"Lambda duration = wall time on this machine + {MAILIVERY_ROUND_TRIP_S} s per Mailivery "
+        "call (assumed: the sandbox answers in ~1 ms, Mailivery's real latency is unknown), "
+        "at each function's MemorySize; logs = the handlers' lines + "
+        f"{LAMBDA_LOG_LINES_BYTES} bytes of START/END/REPORT per invocation",
+        "SQS = the functions' own requests + one ReceiveMessage and one DeleteMessageBatch per "
+        "worker batch; not per onboarding: the event source mapping's idle long polls, the "
+        "reconciler's schedule (EventBridge Scheduler, 4,320 a month) and run, the secrets' "
+        "re-reads (one per function instance per SECRET_MAX_AGE_SECONDS), Init of cold starts",
+        f"Mailivery calls per onboarding: happy {mailivery_calls(happy):.1f}, "
+        f"worst {mailivery_calls(worst):.1f}",
+    ]
+
+
+def mailivery_calls(usage: Usage) -> float:
+    return sum(f.mailivery_calls for f in usage.functions.values()) / usage.onboardings
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "onboardings": usage.onboardings,
+        "functions": {n: vars(f) for n, f in usage.functions.items()},
+        "aws_calls": dict(usage.aws_calls),
+        "read_units": usage.read_units,
+        "write_units": usage.write_units,
+    }

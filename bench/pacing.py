@@ -10,12 +10,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from bench.report import Goal, Row, ratio
 from devstack.testkit import atomic_dynamodb_writes
 from warmgate.adapters.aws import reset_session
 from warmgate.adapters.budget import DEFAULT_BURST
 
 VENDOR_LIMIT: Final = 240  # requests per minute per API key (contract §1)
 BURST: Final = DEFAULT_BURST  # as the worker uses it
+
+
+def vendor_limit_row(label: str, calls: int, baseline: float = VENDOR_LIMIT) -> Row:
+    """Vendor calls counted in one (scaled) minute, held to the vendor's limit."""
+    return Row(
+        label,
+        calls,
+        "",
+        baseline=baseline,
+        ratio=ratio(calls, baseline),
+        goal=Goal("<=", VENDOR_LIMIT),
+    )
 
 
 @dataclass(frozen=True)

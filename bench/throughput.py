@@ -50,6 +50,7 @@ from bench.pacing import (
     first_minute,
     in_process_aws,
     steady_state,
+    vendor_limit_row,
 )
 from bench.report import Goal, Row, Table, ratio
 from bench.servers import BackgroundServer
@@ -304,22 +305,8 @@ def pace_rows(drain: Drain, times: list[float], steady: Window) -> list[Row]:
                 else None
             ),
         ),
-        Row(
-            "vendor calls in the first scaled minute",
-            first,
-            "",
-            baseline=most_in_minute,
-            ratio=ratio(first, most_in_minute),
-            goal=Goal("<=", VENDOR_LIMIT),
-        ),
-        Row(
-            "vendor calls in the busiest rolling scaled minute",
-            busiest,
-            "",
-            baseline=VENDOR_LIMIT,
-            ratio=ratio(busiest, VENDOR_LIMIT),
-            goal=Goal("<=", VENDOR_LIMIT),
-        ),
+        vendor_limit_row("vendor calls in the first scaled minute", first, most_in_minute),
+        vendor_limit_row("vendor calls in the busiest rolling scaled minute", busiest),
     ]
 
 

@@ -71,41 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack run",
-        description="Start warmgate's local stack from template.yaml (no Docker) until Ctrl-C.",
-    )
-    parser.add_argument("--port", type=int, default=3000, help="API port (0 = any free port)")
-    parser.add_argument("--sandbox-port", type=int, default=8700, help="Mailivery sandbox port")
-    parser.add_argument("--moto-port", type=int, default=0, help="moto port (default: free)")
-    parser.add_argument("-n", "--env-vars", type=Path, help="sam local's env.json format")
-    parser.add_argument(
-        "--parameter-overrides",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="template parameters, e.g. UnexpectedCampaignPolicy=delete",
-    )
-    parser.add_argument(
-        "--schedule-seconds",
-        type=float,
-        default=60.0,
-        help="run each Schedule/ScheduleV2 function this often (default 60)",
-    )
-    parser.add_argument(
-        "--visibility-timeout",
-        type=int,
-        metavar="SECONDS",
-        help="local-only: every queue's VisibilityTimeout (WorkQueue's is 1100 s; 2 makes a "
-        "failing message reach WorkDLQ in ~10 s)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "compact", "json"),
-        default="auto",
-        help="handler logs as one short line (compact) or Powertools JSON; auto = compact on "
-        "a terminal",
-    )
-    args = parser.parse_args(argv)
+    args = _run_parser().parse_args(argv)
     # Lambda-faithful but confusing here: a request that adds no metric makes Powertools warn.
     warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     compact = args.log_format == "compact" or (args.log_format == "auto" and sys.stdout.isatty())
@@ -143,6 +109,44 @@ def run(argv: Sequence[str]) -> int:
         print("\nstopping…", file=sys.stderr, flush=True)
         stack.stop()
     return 0
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack run",
+        description="Start warmgate's local stack from template.yaml (no Docker) until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=3000, help="API port (0 = any free port)")
+    parser.add_argument("--sandbox-port", type=int, default=8700, help="Mailivery sandbox port")
+    parser.add_argument("--moto-port", type=int, default=0, help="moto port (default: free)")
+    parser.add_argument("-n", "--env-vars", type=Path, help="sam local's env.json format")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="template parameters, e.g. UnexpectedCampaignPolicy=delete",
+    )
+    parser.add_argument(
+        "--schedule-seconds",
+        type=float,
+        default=60.0,
+        help="run each Schedule/ScheduleV2 function this often (default 60)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="local-only: every queue's VisibilityTimeout (WorkQueue's is 1100 s; 2 makes a "
+        "failing message reach WorkDLQ in ~10 s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "compact", "json"),
+        default="auto",
+        help="handler logs as one short line (compact) or Powertools JSON; auto = compact on "
+        "a terminal",
+    )
+    return parser
 
 
 def banner(stack: LocalStack) -> str:

@@ -1,12 +1,11 @@
 """API Gateway HTTP API (payload format 2.0) in front of local handlers, on 127.0.0.1.
 
-Routes come from the template's own `HttpApi` events (Path, Method, per-route Auth over the
-API's DefaultAuthorizer). A request becomes the v2 event API Gateway would send, and the
-handler's answer goes back the way API Gateway maps it. What is deliberately not emulated:
-SigV4 verification (an AWS_IAM route sees a fixed local IAM identity instead), throttling
-settings, and the access log. Errors API Gateway itself answers are reproduced: an unknown
-route is `404 {"message":"Not Found"}`, a handler crash or a malformed answer is
-`500 {"message":"Internal Server Error"}`.
+Routes come from the template's own `HttpApi` events (`devstack.http_routes`). A request becomes
+the v2 event API Gateway would send, and the handler's answer goes back the way API Gateway maps
+it. What is deliberately not emulated: SigV4 verification (an AWS_IAM route sees a fixed local
+IAM identity instead), throttling settings, and the access log. Errors API Gateway itself
+answers are reproduced: an unknown route is `404 {"message":"Not Found"}`, a handler crash or a
+malformed answer is `500 {"message":"Internal Server Error"}`.
 """
 
 from __future__ import annotations
@@ -22,12 +21,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from devstack.http_routes import HttpRoute, RouteError, match_route, routes_from_template
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -56,120 +57,6 @@ LOCAL_USER: Final = "local-developer"
 _TEXT_TYPES: Final = re.compile(
     r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|x-www-form-urlencoded))$"
 )
-
-
-class RouteError(ValueError):
-    """A route in the template the local API cannot serve; the message names event and property."""
-
-
-# --------------------------------------------------------------------------- routes
-
-
-@dataclass(frozen=True)
-class HttpRoute:
-    """One `HttpApi` event: `POST /mailboxes` → OnboardingFunction, with its authorization."""
-
-    function_id: str
-    event_id: str
-    method: str  # upper case, or ANY
-    path: str  # as in the template: /mailboxes/{email}, /files/{proxy+}, or $default
-    authorization: str  # AWS_IAM or NONE
-    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_pattern", _path_pattern(self.path))
-
-    @property
-    def route_key(self) -> str:
-        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
-
-    def path_parameters(self, path: str) -> dict[str, str] | None:
-        """The {params} of `path` if this route's path matches it, else None."""
-        match = self._pattern.fullmatch(path)
-        return None if match is None else dict(match.groupdict())
-
-    def priority(self) -> tuple[int, int, int, int]:
-        """API Gateway prefers literal segments over {params}, {params} over {greedy+}, and an
-        explicit method over ANY; lower sorts first."""
-        segments = [s for s in self.path.split("/") if s]
-        greedy = sum(s.endswith("+}") for s in segments)
-        literal = sum(not s.startswith("{") for s in segments)
-        return (
-            int(self.path == "$default"),
-            greedy,
-            -literal,
-            int(self.method == "ANY"),
-        )
-
-
-def _path_pattern(path: str) -> re.Pattern[str]:
-    if path == "$default":
-        return re.compile(r".*")
-    parts = []
-    for segment in path.split("/"):
-        if match := re.fullmatch(r"\{([A-Za-z0-9_]+)(\+?)\}", segment):
-            name, greedy = match.groups()
-            parts.append(f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)")
-        else:
-            parts.append(re.escape(segment))
-    return re.compile("/".join(parts))
-
-
-def routes_from_template(template: Mapping[str, Any]) -> list[HttpRoute]:
-    """Every `HttpApi` event of every AWS::Serverless::Function, most specific first."""
-    resources: Mapping[str, Any] = template.get("Resources") or {}
-    routes = []
-    for function_id, definition in resources.items():
-        if definition.get("Type") != "AWS::Serverless::Function":
-            continue
-        events = (definition.get("Properties") or {}).get("Events") or {}
-        for event_id, event in events.items():
-            if event.get("Type") != "HttpApi":
-                continue
-            where = f"{function_id}.Events.{event_id}"
-            props = event.get("Properties") or {}
-            path = props.get("Path", "$default")
-            method = str(props.get("Method", "ANY")).upper()
-            if not isinstance(path, str) or not (path.startswith("/") or path == "$default"):
-                raise RouteError(f"{where}.Properties.Path: {path!r} is not a literal path")
-            if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
-                method = "ANY"
-            authorization = _authorization(resources, props, where)
-            routes.append(HttpRoute(function_id, event_id, method, path, authorization))
-    return sorted(routes, key=HttpRoute.priority)
-
-
-def _authorization(resources: Mapping[str, Any], props: Mapping[str, Any], where: str) -> str:
-    """The route's authorizer: its own Auth.Authorizer, else its API's DefaultAuthorizer."""
-    explicit = (props.get("Auth") or {}).get("Authorizer")
-    default = None
-    api = props.get("ApiId")
-    if api is not None:
-        match api:
-            case {"Ref": str() as api_id} if api_id in resources:
-                api_auth = (resources[api_id].get("Properties") or {}).get("Auth") or {}
-                default = api_auth.get("DefaultAuthorizer")
-            case _:
-                raise RouteError(f"{where}.Properties.ApiId: only !Ref <HttpApi> is understood")
-    authorizer = explicit or default or "NONE"
-    if authorizer not in ("AWS_IAM", "NONE"):
-        raise RouteError(
-            f"{where}: authorizer {authorizer!r} is not emulated locally (AWS_IAM and NONE are)"
-        )
-    return str(authorizer)
-
-
-def match_route(
-    routes: Iterable[HttpRoute], method: str, path: str
-) -> tuple[HttpRoute, dict[str, str]] | None:
-    """The route API Gateway would pick (routes sorted by `priority`), and its path parameters."""
-    for route in routes:
-        if route.method not in ("ANY", method):
-            continue
-        parameters = route.path_parameters(path)
-        if parameters is not None:
-            return route, parameters
-    return None
 
 
 # --------------------------------------------------------------------------- events
@@ -225,38 +112,7 @@ def http_api_event(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The payload-2.0 event API Gateway sends to the route's function."""
-    now = now or datetime.now(UTC)
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in request.headers:
-        name = name.lower()
-        if name == "cookie":
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-        elif name in headers:
-            headers[name] += "," + value  # v2 joins repeated headers with commas
-        else:
-            headers[name] = value
-    host = headers.get("host", "127.0.0.1")
-    request_context: dict[str, Any] = {
-        "accountId": account_id,
-        "apiId": api_id,
-        "domainName": host,
-        "domainPrefix": host.split(".", 1)[0],
-        "http": {
-            "method": request.method,
-            "path": request.path,
-            "protocol": request.protocol,
-            "sourceIp": request.source_ip,
-            "userAgent": headers.get("user-agent", ""),
-        },
-        "requestId": request_id or _request_id(),
-        "routeKey": route.route_key,
-        "stage": "$default",
-        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-        "timeEpoch": int(now.timestamp() * 1000),
-    }
-    if route.authorization == "AWS_IAM":
-        request_context["authorizer"] = {"iam": local_iam_identity(account_id)}
+    headers, cookies = _joined_headers(request.headers)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route.route_key,
@@ -269,7 +125,15 @@ def http_api_event(
     query = _query_parameters(request.query_string)
     if query:
         event["queryStringParameters"] = query
-    event["requestContext"] = request_context
+    event["requestContext"] = _request_context(
+        request,
+        route,
+        headers,
+        account_id=account_id,
+        api_id=api_id,
+        request_id=request_id or _request_id(),
+        now=now or datetime.now(UTC),
+    )
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     if request.body:
@@ -279,6 +143,55 @@ def http_api_event(
     else:
         event["isBase64Encoded"] = False
     return event
+
+
+def _joined_headers(raw: Iterable[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """Lower-case headers, repeats joined with commas as v2 does, and the cookies apart."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in raw:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        elif name in headers:
+            headers[name] += "," + value
+        else:
+            headers[name] = value
+    return headers, cookies
+
+
+def _request_context(
+    request: HttpRequest,
+    route: HttpRoute,
+    headers: Mapping[str, str],
+    *,
+    account_id: str,
+    api_id: str,
+    request_id: str,
+    now: datetime,
+) -> dict[str, Any]:
+    host = headers.get("host", "127.0.0.1")
+    context: dict[str, Any] = {
+        "accountId": account_id,
+        "apiId": api_id,
+        "domainName": host,
+        "domainPrefix": host.split(".", 1)[0],
+        "http": {
+            "method": request.method,
+            "path": request.path,
+            "protocol": request.protocol,
+            "sourceIp": request.source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route.route_key,
+        "stage": "$default",
+        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    if route.authorization == "AWS_IAM":
+        context["authorizer"] = {"iam": local_iam_identity(account_id)}
+    return context
 
 
 def _query_parameters(raw: str) -> dict[str, str]:

@@ -142,6 +142,37 @@ class EventPrinter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.endpoint_url:
+        parser.error("--endpoint-url (or DEVSTACK_ENDPOINT_URL) is required: `make run` prints it")
+    aws = LocalAws(args.endpoint_url)
+    bus = template_bus()
+    if bus is None:
+        print("devstack events: template.yaml has no event bus", file=sys.stderr)
+        return 2
+    try:
+        subscription = BusSubscription.temporary(
+            aws.client("events"), aws.client("sqs"), bus, "tail"
+        )
+    except Exception as exc:
+        print(
+            f"devstack events: no local stack at {args.endpoint_url} ({type(exc).__name__}: "
+            f"{exc}); start one with `make run`",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"following {bus} (rule {subscription.rule}); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        _print_events(subscription, args)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscription.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack events",
         description="Print the warmgate events on a running local stack's bus, one line each, "
@@ -162,11 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, help="stop after this many events")
     parser.add_argument("--json", action="store_true", help="each event as its whole JSON")
-    args = parser.parse_args(argv)
-    if not args.endpoint_url:
-        parser.error("--endpoint-url (or DEVSTACK_ENDPOINT_URL) is required: `make run` prints it")
-    aws = LocalAws(args.endpoint_url)
-    bus = next(
+    return parser
+
+
+def template_bus() -> str | None:
+    """The local name of the template's event bus, None when it has none."""
+    return next(
         (
             local_name(logical_id)
             for logical_id, definition in load_template()["Resources"].items()
@@ -174,32 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         None,
     )
-    if bus is None:
-        print("devstack events: template.yaml has no event bus", file=sys.stderr)
-        return 2
-    try:
-        subscription = BusSubscription.temporary(
-            aws.client("events"), aws.client("sqs"), bus, "tail"
-        )
-    except Exception as exc:
-        print(
-            f"devstack events: no local stack at {args.endpoint_url} ({type(exc).__name__}: "
-            f"{exc}); start one with `make run`",
-            file=sys.stderr,
-        )
-        return 2
-    print(f"following {bus} (rule {subscription.rule}); Ctrl-C stops", file=sys.stderr, flush=True)
+
+
+def _print_events(subscription: BusSubscription, args: argparse.Namespace) -> None:
+    """Print until the timeout (none with --follow) or until --count events are printed."""
     deadline = None if args.follow else time.monotonic() + args.timeout
     printed = 0
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            for event in subscription.receive():
-                print(json.dumps(event) if args.json else event_line(event), flush=True)
-                printed += 1
-                if args.count is not None and printed >= args.count:
-                    return 0
-    except KeyboardInterrupt:
-        pass
-    finally:
-        subscription.close()
-    return 0
+    while deadline is None or time.monotonic() < deadline:
+        for event in subscription.receive():
+            print(json.dumps(event) if args.json else event_line(event), flush=True)
+            printed += 1
+            if args.count is not None and printed >= args.count:
+                return

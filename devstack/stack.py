@@ -34,9 +34,10 @@ and, through botocore's event hooks, the functions' own AWS calls (devstack.aws_
 throttling, failed sends, crashes); `stack.aws_faults` switches the latter and keeps the ledger.
 A crashed invocation ends as on Lambda (devstack.functions.FunctionCrashed).
 
-The parts: devstack.local_aws (moto, clients, resources), devstack.environment (parameters,
-intrinsics, a function's environment), devstack.functions (the handlers), devstack.triggers
-(SQS and schedules); this module wires them into one LocalStack and re-exports their names.
+The parts: devstack.stack_options (what a stack is started with), devstack.local_aws (moto,
+clients, resources), devstack.environment (parameters, intrinsics, a function's environment),
+devstack.functions (the handlers), devstack.triggers and devstack.trigger_wiring (SQS, streams
+and schedules); this module wires them into one LocalStack and re-exports their names.
 """
 
 from __future__ import annotations
@@ -44,9 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, Self, TextIO
+from typing import Any, Final, Self
 
 from devstack import aws_faults
 from devstack.api_gateway import HttpRoute, LocalHttpApi, RouteError, routes_from_template
@@ -81,12 +80,17 @@ from devstack.local_aws import (
 )
 from devstack.sandbox import MailiverySandbox, SandboxControl
 from devstack.service import Service
-from devstack.stream_poller import sqs_destination
+from devstack.stack_options import (
+    LOCAL_WEBHOOK_TOKEN,
+    VENDOR_REQUESTS_PER_MINUTE,
+    StackOptions,
+    scaled_requests_per_minute,
+)
 from devstack.template import TEMPLATE, load_template
 from devstack.testkit import ACCOUNT_ID
+from devstack.trigger_wiring import TriggerTuning, TriggerWiring
 from devstack.triggers import DynamoDBStreamEventSource, ScheduleSource, SqsEventSource
 from warmgate.adapters.aws import reset_session
-from warmgate.adapters.budget import DEFAULT_BURST
 from warmgate.adapters.secrets import reset_secrets
 
 __all__ = [
@@ -125,44 +129,9 @@ __all__ = [
 
 log = logging.getLogger("devstack")
 
-# Fixed rather than generated: the sample events (events/webhook-*.json) carry this token, so
-# `invoke WebhookFunction -e events/webhook-campaign-pending.json` is accepted. Local only.
-LOCAL_WEBHOOK_TOKEN: Final = "local-webhook-token"  # noqa: S105 - local only, by design
 WEBHOOK_FUNCTION: Final = "WebhookFunction"
 WEBHOOK_TOKEN_SECRET: Final = "WebhookTokenSecret"  # noqa: S105 - a logical id
 STOP_TIMEOUT_S: Final = 5.0
-VENDOR_REQUESTS_PER_MINUTE: Final = 240  # Mailivery's limit per API key (contract §1)
-
-
-@dataclass(frozen=True)
-class StackOptions:
-    api_port: int = 0  # 0 = any free port (make run uses 3000, like sam local start-api)
-    sandbox_port: int = 0
-    moto_port: int = 0
-    region: str = REGION
-    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
-    env_vars_file: Path | None = None
-    # Local-only speed-up: WorkQueue's 210 s makes a failing message reach the DLQ after ~17 min;
-    # tests use 1-2 s so the redrive happens within seconds. Applied to every queue.
-    visibility_timeout_seconds: int | None = None
-    # Local-only speed-up: every SQS trigger's MaximumBatchingWindowInSeconds (None: the
-    # template's). Tests use 0: the one-invocation-at-a-time stack then waits on no window.
-    batching_window_seconds: int | None = None
-    schedule_seconds: float = 60.0
-    webhook_token: str = LOCAL_WEBHOOK_TOKEN
-    # Where handlers' stdout (Powertools JSON logs, EMF) goes; None = this process's stdout.
-    function_stdout: TextIO | None = None
-    poll_idle_seconds: float = 0.1
-    # Where each event on the bus is printed as one line (make run); None: not printed.
-    event_lines: TextIO | None = None
-    # Local-only, for load tests: the vendor's minute lasts 60 / time_scale s. The sandbox's
-    # rate-limit window and storms run on that clock, and every function's request budget is
-    # raised to match (scaled_requests_per_minute), as bench/throughput.py scales them.
-    # Everything else (timeouts, delays, leases, Retry-After) stays in real seconds.
-    time_scale: float = 1.0
-    # Set for every function after the template's and --env-vars' values: local tuning the
-    # template does not declare (SECRET_MAX_AGE_SECONDS, CLAIM_LEASE_SECONDS …).
-    function_overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 class LocalStack(Service):
@@ -199,26 +168,41 @@ class LocalStack(Service):
         return self
 
     def _start(self) -> None:
-        options = self.options
         template = load_template(TEMPLATE)
         try:
             specs = function_specs(template)
             self.routes = routes_from_template(template)
         except RouteError as exc:
             raise TemplateError(str(exc)) from exc
-        parameters = resolve_parameters(template, options.parameter_overrides)
-        env_overrides = (
-            load_env_vars(options.env_vars_file, specs) if options.env_vars_file else None
-        )
-        # Every fixed port is checked before anything starts (moto resets its backends on start).
+        parameters = resolve_parameters(template, self.options.parameter_overrides)
+        env_file = self.options.env_vars_file
+        env_overrides = load_env_vars(env_file, specs) if env_file else None
+        self._check_ports()
+        self._start_servers(template, parameters)
+        factory = self._function_factory(template, parameters, env_overrides)
+        self.functions = {logical_id: factory.function(spec) for logical_id, spec in specs.items()}
+        self._subscribe_to_bus()
+        self._wire_triggers(specs, factory.intrinsics)
+        assert self._api is not None
+        self._api.start()
+        for source in (*self.sqs_sources, *self.stream_sources):
+            source.start()
+        for schedule in self.schedules:
+            schedule.start()
+
+    def _check_ports(self) -> None:
+        """Every fixed port, before anything starts (moto resets its backends on start)."""
         for name, port in (
-            ("API", options.api_port),
-            ("Mailivery sandbox", options.sandbox_port),
-            ("moto", options.moto_port),
+            ("API", self.options.api_port),
+            ("Mailivery sandbox", self.options.sandbox_port),
+            ("moto", self.options.moto_port),
         ):
             if port:
                 free_port(name, port)
 
+    def _start_servers(self, template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+        """moto with the template's resources, the sandbox, and the API (bound, not serving)."""
+        options = self.options
         self._moto = MotoEndpoint(options.moto_port).start()
         self.aws = LocalAws(self._moto.url, options.region)
         self.resources = self.aws.provision(
@@ -244,12 +228,21 @@ class LocalStack(Service):
             raise StackError(port_message("API", options.api_port)) from exc
         self._sandbox.webhook_url = self.webhook_url
 
+    def _function_factory(
+        self,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, str],
+        env_overrides: Mapping[str, Mapping[str, str]] | None,
+    ) -> FunctionFactory:
+        assert self._moto is not None
+        assert self._sandbox is not None
+        options = self.options
         # The handlers' secrets cache binds a client to the endpoint on first use, and the
         # botocore session to the environment it was made in: start and end with neither, so
         # no client outlives the endpoint it was made for.
         reset_secrets()
         reset_session()
-        factory = FunctionFactory(
+        return FunctionFactory(
             template,
             parameters,
             self.resources,
@@ -260,14 +253,6 @@ class LocalStack(Service):
             stdout=options.function_stdout,
             local_overrides=self._local_overrides(),
         )
-        self.functions = {logical_id: factory.function(spec) for logical_id, spec in specs.items()}
-        self._subscribe_to_bus()
-        self._wire_triggers(specs, factory.intrinsics)
-        self._api.start()
-        for source in (*self.sqs_sources, *self.stream_sources):
-            source.start()
-        for schedule in self.schedules:
-            schedule.start()
 
     def _subscribe_to_bus(self) -> None:
         """The stack's own subscription to every warmgate event (a rule → an SQS queue)."""
@@ -298,91 +283,20 @@ class LocalStack(Service):
 
     def _wire_triggers(self, specs: Mapping[str, FunctionSpec], intrinsics: Intrinsics) -> None:
         assert self.aws is not None
-        sqs = self.aws.client("sqs")
-        for logical_id, spec in specs.items():
-            function = self.functions[logical_id]
-            for event_id, event in spec.events.items():
-                kind = event.get("Type")
-                props = event.get("Properties") or {}
-                where = f"{logical_id}.Events.{event_id}.Properties"
-                if kind == "SQS":
-                    queue = self._queue_of(props.get("Queue"), f"{where}.Queue")
-                    self.sqs_sources.append(
-                        SqsEventSource(
-                            function,
-                            event_id,
-                            sqs,
-                            queue,
-                            props,
-                            self._stopping,
-                            idle_seconds=self.options.poll_idle_seconds,
-                            batching_window=self.options.batching_window_seconds,
-                        )
-                    )
-                elif kind == "DynamoDB":
-                    self.stream_sources.append(
-                        self._stream_source(function, event_id, props, sqs, where)
-                    )
-                elif kind in ("Schedule", "ScheduleV2"):
-                    where += ".ScheduleExpression"
-                    expression = props.get("ScheduleExpression", props.get("Schedule"))
-                    self.schedules.append(
-                        ScheduleSource(
-                            function,
-                            event_id,
-                            str(kind),
-                            {**props, "ScheduleExpression": intrinsics.resolve(expression, where)},
-                            self._stopping,
-                            interval=self.options.schedule_seconds,
-                            region=self.options.region,
-                        )
-                    )
-                elif kind != "HttpApi":
-                    self.ignored_events.append(f"{logical_id}.Events.{event_id} ({kind})")
-        for ignored in self.ignored_events:
-            log.warning("%s: event type not run by the local stack", ignored)
-
-    def _stream_source(
-        self,
-        function: LocalFunction,
-        event_id: str,
-        props: Mapping[str, Any],
-        sqs: Any,
-        where: str,
-    ) -> DynamoDBStreamEventSource:
-        assert self.aws is not None
-        table = None
-        match props.get("Stream"):
-            case {"Fn::GetAtt": [str() as table_id, "StreamArn"]}:
-                table = self.resources.get(table_id)
-        if table is None or "StreamArn" not in table.attributes:
-            raise TemplateError(
-                f"{where}.Stream: only !GetAtt <Table>.StreamArn of a table with a "
-                "StreamSpecification is understood"
-            )
-        destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
-            "Destination"
+        tuning = TriggerTuning(
+            stopping=self._stopping,
+            poll_idle_seconds=self.options.poll_idle_seconds,
+            batching_window_seconds=self.options.batching_window_seconds,
+            schedule_seconds=self.options.schedule_seconds,
+            region=self.options.region,
         )
-        queue = None
-        if destination is not None:
-            queue = self._queue_of(destination, f"{where}.DestinationConfig.OnFailure.Destination")
-        return DynamoDBStreamEventSource(
-            function,
-            event_id,
-            self.aws.client("dynamodbstreams"),
-            table,
-            props,
-            self._stopping,
-            on_failure=sqs_destination(sqs, queue.ref) if queue else None,
-            on_failure_name=queue.logical_id if queue else None,
-            idle_seconds=self.options.poll_idle_seconds,
+        triggers = TriggerWiring(self.aws, self.resources, intrinsics, tuning).wire(
+            specs, self.functions
         )
-
-    def _queue_of(self, reference: Any, where: str) -> LocalResource:
-        match reference:
-            case {"Fn::GetAtt": [str() as queue_id, "Arn"]} if queue_id in self.resources:
-                return self.resources[queue_id]
-        raise TemplateError(f"{where}: only !GetAtt <Queue>.Arn is understood")
+        self.sqs_sources = triggers.sqs
+        self.stream_sources = triggers.streams
+        self.schedules = triggers.schedules
+        self.ignored_events = triggers.ignored
 
     def stop(self) -> None:
         """Stops triggers first (an invocation in flight finishes), then the servers."""
@@ -471,14 +385,6 @@ class LocalStack(Service):
 
     def _invoke_route(self, function_id: str, event: dict[str, Any]) -> Any:
         return self.functions[function_id].invoke(event)
-
-
-def scaled_requests_per_minute(time_scale: float) -> int:
-    """MAILIVERY_REQUESTS_PER_MINUTE for a vendor minute of 60 / time_scale s: the budget
-    refills (per_minute - burst) a minute, so a refill of (240 - burst) per scaled minute is
-    (240 - burst) * time_scale per real one; its burst stays the same number of tokens. Any
-    window of 60 / time_scale s then admits at most 240 calls, as a real minute does."""
-    return round((VENDOR_REQUESTS_PER_MINUTE - DEFAULT_BURST) * time_scale) + DEFAULT_BURST
 
 
 def _clear_parameter_providers() -> None:

@@ -69,56 +69,41 @@ class _DeliveryJob:
     copy: int = 1
 
 
-def pending_event(campaign: Campaign) -> WebhookEvent:
+def campaign_event(event_type: str, campaign: Campaign, **account_fields: Any) -> WebhookEvent:
+    """`event_type` ("campaign.<action>") for `campaign`: the account's identity and whatever
+    else each type's reference example carries (`account_fields`)."""
     account = {
         "campaign_id": campaign.id,
         "first_name": campaign.first_name,
         "last_name": campaign.last_name,
         "email": campaign.email,
-        "provider_type": "office",
-        "tags": list(campaign.tags),
-        "meta": campaign.meta,
+        **account_fields,
     }
-    return WebhookEvent(
+    action = event_type.removeprefix("campaign.")
+    payload = {"type": event_type, "action": action, "account": account}
+    return WebhookEvent(event_type, campaign.id, payload)
+
+
+def pending_event(campaign: Campaign) -> WebhookEvent:
+    return campaign_event(
         "campaign.pending",
-        campaign.id,
-        {"type": "campaign.pending", "action": "pending", "account": account},
+        campaign,
+        provider_type="office",
+        tags=list(campaign.tags),
+        meta=campaign.meta,
     )
 
 
 def deleted_event(campaign: Campaign) -> WebhookEvent:
     # The reference's own example: `type: "smtp"` instead of provider_type, meta null, no tags.
-    account = {
-        "campaign_id": campaign.id,
-        "first_name": campaign.first_name,
-        "last_name": campaign.last_name,
-        "email": campaign.email,
-        "type": "smtp",
-        "meta": None,
-    }
-    return WebhookEvent(
-        "campaign.deleted",
-        campaign.id,
-        {"type": "campaign.deleted", "action": "deleted", "account": account},
-    )
+    return campaign_event("campaign.deleted", campaign, type="smtp", meta=None)
 
 
 def reconnect_event(campaign: Campaign, event_type: ReconnectEvent) -> WebhookEvent:
     if event_type == "campaign.pending":
         return pending_event(campaign)
     # The reference's campaign.updated example: no provider_type, no tags, meta "".
-    account = {
-        "campaign_id": campaign.id,
-        "first_name": campaign.first_name,
-        "last_name": campaign.last_name,
-        "email": campaign.email,
-        "meta": "",
-    }
-    return WebhookEvent(
-        "campaign.updated",
-        campaign.id,
-        {"type": "campaign.updated", "action": "updated", "account": account},
-    )
+    return campaign_event("campaign.updated", campaign, meta="")
 
 
 def connection_problem_event(campaign: Campaign) -> WebhookEvent:

@@ -9,7 +9,8 @@ import pytest
 from bench.aws_calls import attribute_size, dynamodb_units, item_size
 from bench.cold_init import ImportRecord, parse_importtime, top_imports
 from bench.cost import PRICES, FunctionUsage, Usage, components, per_invocation_dollars
-from bench.e2e import latencies
+from bench.cpu_profile import entry_shares, merge
+from bench.e2e_taps import latencies
 from bench.pacing import busiest_window, epoch_seconds, first_minute, steady_state
 from bench.report import (
     Goal,
@@ -24,7 +25,6 @@ from bench.report import (
     ratio,
 )
 from bench.servers import aws_stub_answer
-from bench.warm_cpu import entry_shares, merge
 
 # --- statistics ----------------------------------------------------------------------------------
 
