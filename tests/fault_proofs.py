@@ -171,13 +171,14 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
         "a proxy's HTML 502 page read as an unintelligible success, not as a retryable 5xx",
     ),
     Mutation(
-        "unreadable-200-taken-as-success",
+        "unreadable-reread-taken-as-gone",
         ("vendor:empty", "vendor:garbage"),
-        "client",
-        '            kind = "empty body" if not response.content.strip() else "a body that is not JSON"\n            raise UnexpectedResponse(',
-        '            kind = "empty body" if not response.content.strip() else "a body that is not JSON"\n            return None\n            raise UnexpectedResponse(',
-        (f"{CLIENT}::test_unintelligible_answer_raises_typed_error",),
-        "a body that cannot be read is no answer: taken as a success, a create returns no link",
+        "worker",
+        "            except NotFound:\n                return message.campaign_id, None",
+        "            except (NotFound, UnexpectedResponse):\n                return message.campaign_id, None",
+        (f"{WORKER}::test_worker_unreadable_reread_fails_the_item_and_changes_nothing",),
+        "an answer that cannot be read says nothing about the campaign: taken as 'not found', "
+        "the worker decides (and records) on a campaign it never saw",
     ),
     Mutation(
         "unreadable-answer-to-start-taken-as-failure",
@@ -212,13 +213,13 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
         "for as long as the vendor asked",
     ),
     Mutation(
-        "long-retry-after-slept-through",
+        "deferral-ignores-retry-after",
         ("vendor:storm",),
-        "client",
-        "            if error.retry_after > self._retry.max_retry_after:\n                return None",
-        "            if error.retry_after > self._retry.max_retry_after:\n                return error.retry_after",
-        (f"{CLIENT}::test_rate_limited_beyond_max_wait_raises_with_retry_after",),
-        "a 30 s storm slept through inside the invocation instead of deferring the work",
+        "worker",
+        'exc.retry_after or 60, "rate_limited"',
+        '60, "rate_limited"',
+        (f"{WORKER}::test_worker_defers_a_429_storm_for_as_long_as_its_retry_after",),
+        "work deferred a fixed minute into a longer storm comes back to more 429s",
     ),
     Mutation(
         "429-on-start-keeps-the-claim",
@@ -394,18 +395,6 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     ),
     # --- crashes ---------------------------------------------------------------------------------
     Mutation(
-        "crashed-claim-never-settled",
-        ("aws:crash", "soak:crash after the vendor answered"),
-        "mailboxes",
-        "            case MailboxState.RESUME_REQUESTED | MailboxState.VERIFYING:\n                return True",
-        "            case MailboxState.RESUME_REQUESTED:\n                return True",
-        (
-            f"{WORKER_FAULTS}::test_worker_that_died_after_the_vendor_answered_is_settled_by_a_reread",
-        ),
-        "the claim of a worker that died before its result write is never settled: the "
-        "mailbox stays verifying",
-    ),
-    Mutation(
         "live-claim-taken-over",
         ("aws:crash", "soak:crash after the vendor answered"),
         "mailboxes",
@@ -538,7 +527,7 @@ def run_tests(root: Path, tests: Sequence[str]) -> tuple[int | None, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-FAILED_LINE: Final = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
+FAILED_LINE: Final = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
 
 
 def first_failure(output: str) -> str:
@@ -579,6 +568,19 @@ def baseline(tests: Sequence[str], workdir: Path) -> tuple[bool, str]:
     return code == 0, output
 
 
+def markdown_table(results: Sequence[Result]) -> str:
+    rows = [
+        "| Fault | Mutation (what the code does wrong) | Where | Result: first failing test |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        m = r.mutation
+        faults = ", ".join(f"`{f}`" for f in m.faults)
+        outcome = f"{r.verdict}: `{r.detail.rpartition('::')[2]}`" if r.ok else f"**{r.verdict}**"
+        rows.append(f"| {faults} | `{m.name}`: {m.why} | `{m.path}` | {outcome} |")
+    return "\n".join(rows)
+
+
 def selected(only: Sequence[str]) -> list[Mutation]:
     if not only:
         return list(MUTATIONS)
@@ -595,6 +597,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the table, run nothing")
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the run on the unmutated copy"
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="end with the results as docs/reliability.md's table",
     )
     args = parser.parse_args(argv)
     mutations = selected(args.only)
@@ -623,6 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
     bad = [r for r in results if not r.ok]
+    if args.markdown:
+        print(markdown_table(results))
     print(
         f"{len(results) - len(bad)}/{len(results)} mutations killed, "
         f"{len({f for m in mutations for f in m.faults})} fault points, "

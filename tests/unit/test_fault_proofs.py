@@ -78,7 +78,8 @@ def test_apply_refuses_text_that_is_not_there_exactly_once(tmp_path: Path) -> No
 
 
 def test_first_failure_names_the_first_failed_test() -> None:
-    output = "..F\nFAILED tests/a.py::test_x - assert 1 == 2\nERROR tests/b.py::test_y\n"
+    output = "..F\nFAILED tests/a.py::test_x[a b] - assert 1 == 2\nERROR tests/b.py::test_y\n"
 
-    assert first_failure(output) == "tests/a.py::test_x"
+    assert first_failure(output) == "tests/a.py::test_x[a b]"
+    assert first_failure("ERROR tests/b.py::test_y\n") == "tests/b.py::test_y"
     assert first_failure("1 passed") == "(no test id in pytest's output)"
