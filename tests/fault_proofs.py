@@ -67,8 +67,8 @@ DECISIONS_UNIT: Final = "tests/unit/test_decisions.py"
 
 @dataclass(frozen=True)
 class Mutation:
-    """One mishandling: in PATHS[file], `old` (found exactly once) becomes `new`; each of
-    `tests` must then fail. `faults`: the fault points (see fault_points()) it mishandles."""
+    """One mishandling: in PATHS[file], `old` (found exactly once) becomes `new`; `tests`, run
+    together, must then fail. `faults`: the fault points (see fault_points()) it mishandles."""
 
     name: str
     faults: tuple[str, ...]
@@ -401,6 +401,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
         "held = UNKNOWN_OUTCOME_SETTLE if self.outcome_unknown else lease",
         "held = UNKNOWN_OUTCOME_SETTLE if self.outcome_unknown else timedelta(0)",
         (
+            f"{DECISIONS_UNIT}::test_decide_table",
             f"{WORKER_FAULTS}::test_worker_that_died_after_the_vendor_answered_is_settled_by_a_reread",
         ),
         "a claim is taken over before its lease ends: the call of a worker still in it (or one "
@@ -527,7 +528,8 @@ def run_tests(root: Path, tests: Sequence[str]) -> tuple[int | None, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-FAILED_LINE: Final = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
+# pytest's short summary; a captured log line ("ERROR    warmgate:app.py …") is no test id.
+FAILED_LINE: Final = re.compile(r"^(?:FAILED|ERROR) (tests/.+?)(?: - .*)?$", re.MULTILINE)
 
 
 def first_failure(output: str) -> str:

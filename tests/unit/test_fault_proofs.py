@@ -16,9 +16,11 @@ from tests.fault_proofs import (
     ROOT,
     Mutation,
     MutationNotApplied,
+    Result,
     apply,
     fault_points,
     first_failure,
+    markdown_table,
 )
 
 
@@ -78,8 +80,26 @@ def test_apply_refuses_text_that_is_not_there_exactly_once(tmp_path: Path) -> No
 
 
 def test_first_failure_names_the_first_failed_test() -> None:
-    output = "..F\nFAILED tests/a.py::test_x[a b] - assert 1 == 2\nERROR tests/b.py::test_y\n"
+    output = (
+        "ERROR    warmgate:app.py:115 unexpected error\n"  # a captured log line
+        "FAILED tests/a.py::test_x[a b] - assert 1 == 2\nERROR tests/b.py::test_y\n"
+    )
 
     assert first_failure(output) == "tests/a.py::test_x[a b]"
     assert first_failure("ERROR tests/b.py::test_y\n") == "tests/b.py::test_y"
     assert first_failure("1 passed") == "(no test id in pytest's output)"
+
+
+def test_markdown_table_has_a_row_per_result_naming_the_failed_test_or_the_survivor() -> None:
+    killed, survived = MUTATIONS[:2]
+    table = markdown_table(
+        [
+            Result(killed, "killed", "tests/a.py::test_x[p]", 1.0),
+            Result(survived, "SURVIVED", "tests/a.py passed", 1.0),
+        ]
+    ).splitlines()
+
+    assert len(table) == 4
+    assert f"`{killed.name}`" in table[2]
+    assert table[2].endswith("| killed: `test_x[p]` |")
+    assert table[3].endswith("| **SURVIVED** |")
