@@ -40,16 +40,18 @@ TEST_TIMEOUT_S: Final = 600
 
 # Every product file a mutation touches, in one place: when a module moves, re-map it here.
 PATHS: Final = {
-    "client": "layers/common/warmgate/mailivery/client.py",
-    "decisions": "layers/common/warmgate/decisions.py",
-    "mailboxes": "layers/common/warmgate/mailboxes.py",
-    "onboarding": "layers/common/warmgate/onboarding.py",
-    "rate_budget": "layers/common/warmgate/rate_budget.py",
-    "reconciler": "layers/common/warmgate/reconciler.py",
-    "repository": "layers/common/warmgate/repository.py",
-    "webhook_intake": "layers/common/warmgate/webhook_intake.py",
-    "worker": "layers/common/warmgate/worker.py",
-    "worker_function": "functions/worker/app.py",
+    "answers": "layers/common/warmgate/adapters/mailivery/answers.py",
+    "budget": "layers/common/warmgate/adapters/budget.py",
+    "client": "layers/common/warmgate/adapters/mailivery/client.py",
+    "decisions": "layers/common/warmgate/domain/decisions.py",
+    "dynamodb": "layers/common/warmgate/adapters/dynamodb.py",
+    "mailboxes": "layers/common/warmgate/domain/mailboxes.py",
+    "onboarding": "layers/common/warmgate/services/onboarding.py",
+    "reconciler": "layers/common/warmgate/services/reconciler.py",
+    "start_attempts": "layers/common/warmgate/services/start_attempts.py",
+    "webhook_intake": "layers/common/warmgate/api/webhook_intake.py",
+    "worker": "layers/common/warmgate/services/worker.py",
+    "worker_batch": "layers/common/warmgate/api/worker_batch.py",
 }
 
 # Test modules, by short name (a test id is "<module>::<test>").
@@ -113,7 +115,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "timeout-not-ambiguous-in-worker",
         ("vendor:lost", "vendor:timeout"),
-        "worker",
+        "start_attempts",
         "AMBIGUOUS_ERRORS = (ServerError, Timeout, ConnectionLost, UnexpectedResponse)",
         "AMBIGUOUS_ERRORS = (ServerError, ConnectionLost, UnexpectedResponse)",
         (
@@ -137,7 +139,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "5xx-on-start-taken-as-not-applied",
         ("vendor:error", "vendor:html"),
-        "worker",
+        "start_attempts",
         "AMBIGUOUS_ERRORS = (ServerError, Timeout, ConnectionLost, UnexpectedResponse)",
         "AMBIGUOUS_ERRORS = (Timeout, ConnectionLost, UnexpectedResponse)",
         (f"{LIFECYCLE}::test_ambiguous_start_not_applied_is_started_by_the_retry",),
@@ -164,9 +166,9 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "non-json-error-body-unclassified",
         ("vendor:html",),
-        "client",
-        "        if not 200 <= status < 300:\n            raise _error_for(",
-        "        if body is not None and not 200 <= status < 300:\n            raise _error_for(",
+        "answers",
+        "    if not 200 <= status < 300:\n        raise _error_for(",
+        "    if body is not None and not 200 <= status < 300:\n        raise _error_for(",
         (f"{CLIENT}::test_unintelligible_answer_raises_typed_error",),
         "a proxy's HTML 502 page read as an unintelligible success, not as a retryable 5xx",
     ),
@@ -205,7 +207,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "retry-after-ignored",
         ("vendor:storm",),
-        "client",
+        "answers",
         '    value = response.headers.get("Retry-After")',
         "    value = None",
         (f"{CLIENT}::test_rate_limited_beyond_max_wait_raises_with_retry_after",),
@@ -245,9 +247,9 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "no-time-box-for-slow-answers",
         ("vendor:latency",),
-        "worker_function",
-        "            if _enough_time_left(lambda_context, message):",
-        "            if True:",
+        "worker_batch",
+        "                if self._enough_time_left(lambda_context, message):",
+        "                if True:",
         (
             f"{WORKER}::test_worker_batch_with_too_little_time_left_hands_every_record_back_untouched",
         ),
@@ -306,7 +308,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "failed-write-taken-as-success",
         (*AWS_WRITE_ERRORS, "aws:TransactionConflictException"),
-        "repository",
+        "dynamodb",
         "                raise StaleRecord(name) from None\n            raise\n\n    def _batch_get",
         "                raise StaleRecord(name) from None\n\n    def _batch_get",
         (
@@ -318,7 +320,7 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "transaction-conflict-taken-as-token",
         ("aws:TransactionConflictException", "soak:DynamoDB TransactionConflict"),
-        "rate_budget",
+        "budget",
         '        if code == "TransactionConflictException":\n            return _Attempt.HELD',
         '        if code == "TransactionConflictException":\n            return _Attempt.TAKEN',
         (RATE_BUDGET_UNIT,),
@@ -331,9 +333,9 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
             *AWS_WRITE_ERRORS,
             "soak:a mailbox the worker cannot read (until its message is in WorkDLQ)",
         ),
-        "worker_function",
-        '            logger.exception("last receive failed: the message goes to WorkDLQ")\n        raise',
-        '            logger.exception("last receive failed: the message goes to WorkDLQ")\n        return',
+        "worker_batch",
+        '                logger.exception("last receive failed: the message goes to WorkDLQ")\n            raise',
+        '                logger.exception("last receive failed: the message goes to WorkDLQ")\n            return',
         (f"{WORKER}::test_worker_vendor_5xx_fails_item_for_sqs_retry",),
         "a record that failed (an unreadable table, a failed vendor read) acknowledged: the "
         "message is deleted, never retried, never in WorkDLQ",
@@ -363,10 +365,10 @@ MUTATIONS: Final[tuple[Mutation, ...]] = (
     Mutation(
         "deferral-sendmessage-error-swallowed",
         ("aws:InternalError", "aws:RequestThrottled", "soak:worker SendMessage (deferral) failed"),
-        "worker_function",
-        "        work_queue.send(message, delay_seconds=later.delay)",
-        "        try:\n            work_queue.send(message, delay_seconds=later.delay)\n"
-        "        except Exception:\n            return",
+        "worker_batch",
+        "            self.work_queue.send(message, delay_seconds=later.delay)",
+        "            try:\n                self.work_queue.send(message, delay_seconds=later.delay)\n"
+        "            except Exception:\n                return",
         (
             f"{WORKER_FAULTS}::test_deferral_that_cannot_be_sent_fails_the_record_instead_of_dropping_it",
         ),
@@ -436,16 +438,17 @@ EXTRA_FAULT_POINTS: Final = ("webhook:token rotation",)
 
 def fault_points() -> set[str]:
     """Every fault the local stack can inject, read from the code that injects it."""
-    from devstack import aws_faults, sandbox_model
+    from devstack import aws_faults
+    from devstack.sandbox import faults, webhooks
     from tests.e2e.soak import aws_fault_rules
 
     vendor = {
         name.removesuffix("_rate")
-        for name in sandbox_model.FaultConfig.__dataclass_fields__
+        for name in faults.FaultConfig.__dataclass_fields__
         if name.endswith("_rate")
     }
-    vendor |= set(_literals(sandbox_model.CallFault)) | {"latency"}  # latency_ms: slow answers
-    webhook = set(get_args(sandbox_model.WebhookMode)) - {"deliver"}
+    vendor |= set(_literals(faults.CallFault)) | {"latency"}  # latency_ms: slow answers
+    webhook = set(get_args(webhooks.WebhookMode)) - {"deliver"}
     aws = set(aws_faults.ERROR_STATUS) | {"crash", "applied"}
     return (
         {f"vendor:{kind}" for kind in vendor}

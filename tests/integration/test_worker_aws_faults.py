@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from devstack.aws_faults import FAULTS, AwsFault, AwsFaults, SimulatedCrash, install, invocation
 from tests.e2e.soak import result_after_vendor_answered
 from tests.integration.harness import ADA, TABLE, Stack, pending
-from warmgate.mailboxes import iso
+from warmgate.domain.mailboxes import iso
 
 WORKER = "WorkerFunction"
 
