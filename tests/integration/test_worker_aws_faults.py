@@ -115,7 +115,7 @@ def test_deferral_that_cannot_be_sent_fails_the_record_instead_of_dropping_it(
 ) -> None:
     campaign_id = faulted.consent(faulted.expect())
     faulted.control.set_rate_limit(1)
-    faulted.worker.worker._mailivery.get_account_limits()  # the window's only request: a 429 next
+    faulted.worker.batch.worker._mailivery.list_campaigns()  # the window's only request: a 429 next
     faults.configure(
         [
             AwsFault(

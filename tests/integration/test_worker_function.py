@@ -289,9 +289,9 @@ def test_worker_defers_a_429_storm_for_as_long_as_its_retry_after(
 ) -> None:
     campaign_id = stack.consent(stack.expect())
     delays: list[int] = []
-    send = stack.worker.work_queue.send
+    send = stack.worker.batch.work_queue.send
     monkeypatch.setattr(
-        stack.worker.work_queue,
+        stack.worker.batch.work_queue,
         "send",
         lambda m, delay_seconds=0: (
             delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
