@@ -5,6 +5,8 @@ test it names exists. Running the mutations themselves is `make fault-proofs`.""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -61,6 +63,36 @@ def test_mutated_file_still_parses(mutation: Mutation) -> None:
     mutated = (ROOT / mutation.path).read_text().replace(mutation.old, mutation.new)
 
     ast.parse(mutated)
+
+
+def test_mutated_files_name_nothing_undefined(tmp_path: Path) -> None:
+    """A name the mutated module does not define fails only when the line runs (an except
+    clause: when the fault happens), and then as a NameError that may fail the item just as the
+    right code does: the mutation would prove nothing. One ruff run over every mutated file."""
+    for mutation in MUTATIONS:
+        mutated = (ROOT / mutation.path).read_text().replace(mutation.old, mutation.new)
+        (tmp_path / f"{mutation.name}.py").write_text(mutated)
+
+    found = subprocess.run(  # noqa: S603 (a fixed command on files this test wrote)
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--isolated",
+            "--no-cache",
+            "--select",
+            "F821",
+            "--output-format",
+            "concise",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert found.returncode == 0, found.stdout
 
 
 def test_apply_refuses_text_that_is_not_there_exactly_once(tmp_path: Path) -> None:
