@@ -68,7 +68,7 @@ chaos: setup ## reliability suite under injected faults (also part of make test)
 soak: setup ## the reliability soak: 1,000 onboardings under every fault; prints its summary line
 	$(PY) -m tests.e2e.soak $(SOAK_ARGS)
 
-# Not part of make test (~10 min): FAULT_PROOFS_ARGS='--only NAME' runs one; see docs/reliability.md.
+# Not part of make test (~3 min): FAULT_PROOFS_ARGS='--only NAME' runs one; see docs/reliability.md.
 fault-proofs: setup ## break the code once per injected fault; each break must fail a test
 	$(PY) -m tests.fault_proofs $(FAULT_PROOFS_ARGS)
 
