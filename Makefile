@@ -13,7 +13,7 @@ SAM      := $(VENV_SAM)/bin/sam
 CFN_LINT := $(VENV_SAM)/bin/cfn-lint
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sam security-check chaos soak test unit integration e2e lint typecheck template-check run bench build deploy clean pr lock
+.PHONY: help setup setup-sam security-check chaos soak fault-proofs test unit integration e2e lint typecheck template-check run bench build deploy clean pr lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ chaos: setup ## reliability suite under injected faults (also part of make test)
 # The small variant (80 onboardings, ~2.5 min) runs in make test (tests/e2e/test_soak.py).
 soak: setup ## the reliability soak: 1,000 onboardings under every fault; prints its summary line
 	$(PY) -m tests.e2e.soak $(SOAK_ARGS)
+
+# Not part of make test (~3 min): FAULT_PROOFS_ARGS='--only NAME' runs one; see docs/reliability.md.
+fault-proofs: setup ## break the code once per injected fault; each break must fail a test
+	$(PY) -m tests.fault_proofs $(FAULT_PROOFS_ARGS)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

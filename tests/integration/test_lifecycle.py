@@ -298,6 +298,21 @@ def test_ambiguous_start_not_applied_is_started_by_the_retry(stack: Stack) -> No
     assert calls(stack, "start-warmup") == 2  # the 503 did not start it; the retry did
 
 
+@pytest.mark.parametrize("fault", ["empty_rate", "garbage_rate"])
+def test_start_answered_with_an_unreadable_body_is_taken_as_applied(
+    stack: Stack, fault: str
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    # Mailivery applied the start; only its 200 answer is empty or says nothing we know.
+    stack.control.set_faults(**{fault: 1.0}, paths=[r".*/start-warmup$"], count=1)
+
+    assert stack.deliver(pending_message(campaign_id)) == []
+
+    assert stack.mailbox()["state"] == "warming"  # at once: no retry, no second call
+    assert stack.deferred() == []
+    assert calls(stack, "start-warmup") == 1
+
+
 def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -284,6 +284,45 @@ def test_worker_429_on_start_releases_claim_for_the_retry(stack: Stack) -> None:
     assert stack.mailbox()["state"] == "consent_requested"
 
 
+def test_worker_defers_a_429_storm_for_as_long_as_its_retry_after(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    delays: list[int] = []
+    send = stack.worker.batch.work_queue.send
+    monkeypatch.setattr(
+        stack.worker.batch.work_queue,
+        "send",
+        lambda m, delay_seconds=0: (
+            delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
+        ),
+    )
+    stack.control.storm(300)  # nothing but 429 + Retry-After for 5 minutes
+
+    assert stack.deliver(pending(campaign_id)) == []
+
+    assert len(delays) == 1
+    assert 290 <= delays[0] <= 300  # back when the storm is over, not into it
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.vendor_calls("/start-warmup") == []
+
+
+@pytest.mark.parametrize("fault", ["empty_rate", "garbage_rate"])
+def test_worker_unreadable_reread_fails_the_item_and_changes_nothing(
+    stack: Stack, fault: str
+) -> None:
+    campaign_id = stack.consent(stack.expect())
+    other = stack.consent(stack.expect("grace@contoso.com"))
+    stack.control.set_faults(**{fault: 1.0}, paths=[rf".*/campaigns/{campaign_id}$"], count=1)
+
+    failures = stack.deliver(pending(campaign_id), pending(other, "grace@contoso.com"))
+
+    assert failures == ["message-0"]  # retried by SQS: an unreadable answer is no answer
+    assert stack.mailbox()["state"] == "consent_requested"
+    assert stack.ledger(campaign_id) is None
+    assert stack.mailbox("grace@contoso.com")["state"] == "warming"
+
+
 def test_worker_vendor_5xx_fails_item_for_sqs_retry(stack: Stack) -> None:
     campaign_id = stack.consent(stack.expect())
     other = stack.consent(stack.expect("grace@contoso.com"))
