@@ -444,7 +444,7 @@ def fault_points() -> set[str]:
     """Every fault the local stack can inject, read from the code that injects it."""
     from devstack import aws_faults
     from devstack.sandbox import faults, webhooks
-    from tests.e2e.soak import aws_fault_rules
+    from tests.e2e.soak_faults import aws_fault_rules
 
     vendor = {
         name.removesuffix("_rate")
