@@ -11,7 +11,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from devstack.aws_faults import FAULTS, AwsFault, AwsFaults, SimulatedCrash, install, invocation
-from tests.e2e.soak import result_after_vendor_answered
+from tests.e2e.soak_faults import result_after_vendor_answered
 from tests.integration.harness import ADA, TABLE, Stack, pending
 from warmgate.domain.mailboxes import iso
 
