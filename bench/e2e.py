@@ -237,7 +237,7 @@ def latency_table(measured: Measured, loaded: int) -> Table:
         table.notes.append(
             f"window {other} s instead of {m.window} s at this load: {extra:+.0f} worker "
             f"invocations per {ONBOARDINGS:,} onboardings, "
-            f"{extra * per_invocation_dollars(m.happy, WORKER):+.4f} $ (requests, X-Ray traces, "
+            f"{extra * per_invocation_dollars(m.happy, WORKER):+.4f} $ (requests, "
             "their log lines, the batch's receive and delete; bench.cost)"
         )
     table.extra = {

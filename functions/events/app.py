@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from warmgate.adapters import aws
 from warmgate.observability import Metric, count, logger, metrics
 from warmgate.services.mailbox_events import MailboxEventPublisher
 from warmgate.settings import EventsSettings
 
 settings = EventsSettings.from_environ()
-publisher = MailboxEventPublisher(boto3.client("events"), settings.event_bus_name)
+publisher = MailboxEventPublisher(aws.client("events"), settings.event_bus_name)
 
 
 @logger.inject_lambda_context

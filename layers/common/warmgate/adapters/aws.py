@@ -24,6 +24,7 @@ from botocore.session import Session, get_session
 if TYPE_CHECKING:
     from botocore.client import BaseClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -58,6 +59,8 @@ def client(
 ) -> SecretsManagerClient: ...
 @overload
 def client(service_name: Literal["ssm"], config: Config | None = None) -> SSMClient: ...
+@overload
+def client(service_name: Literal["events"], config: Config | None = None) -> EventBridgeClient: ...
 def client(service_name: str, config: Config | None = None) -> BaseClient:
     """A client of the process's session: CLIENT_CONFIG, then `config` over it."""
     merged = CLIENT_CONFIG if config is None else CLIENT_CONFIG.merge(config)
