@@ -177,6 +177,20 @@ class Stack:
         )["Attributes"]
         return [{}] * int(attributes["ApproximateNumberOfMessagesDelayed"])
 
+    def record_deferral_delays(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        """From now on, the delay of every message the worker sends back to WorkQueue, in order
+        (each is still sent)."""
+        delays: list[int] = []
+        queue = self.worker.batch.work_queue
+        send = queue.send
+
+        def recording(message: QueuedWebhook, *, delay_seconds: int = 0) -> str:
+            delays.append(delay_seconds)
+            return send(message, delay_seconds=delay_seconds)
+
+        monkeypatch.setattr(queue, "send", recording)
+        return delays
+
 
 def message(event_type: str, campaign_id: str | None, email: str | None = ADA) -> str:
     payload = {

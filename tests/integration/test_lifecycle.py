@@ -317,15 +317,7 @@ def test_delivery_right_after_an_unknown_outcome_waits_for_the_late_call_to_land
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = stack.consent(stack.expect())
-    delays: list[int] = []
-    send = stack.worker.batch.work_queue.send
-    monkeypatch.setattr(
-        stack.worker.batch.work_queue,
-        "send",
-        lambda m, delay_seconds=0: (
-            delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
-        ),
-    )
+    delays = stack.record_deferral_delays(monkeypatch)
     # The start answers too late (the client gives up after 1 s) and runs at Mailivery after it.
     stack.control.set_faults(timeout_rate=1.0, hang_ms=1500, paths=[r".*/start-warmup$"], count=1)
     lands = time.monotonic() + 1.5

@@ -288,15 +288,7 @@ def test_worker_defers_a_429_storm_for_as_long_as_its_retry_after(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = stack.consent(stack.expect())
-    delays: list[int] = []
-    send = stack.worker.batch.work_queue.send
-    monkeypatch.setattr(
-        stack.worker.batch.work_queue,
-        "send",
-        lambda m, delay_seconds=0: (
-            delays.append(delay_seconds) or send(m, delay_seconds=delay_seconds)
-        ),
-    )
+    delays = stack.record_deferral_delays(monkeypatch)
     stack.control.storm(300)  # nothing but 429 + Retry-After for 5 minutes
 
     assert stack.deliver(pending(campaign_id)) == []
