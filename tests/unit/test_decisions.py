@@ -14,7 +14,6 @@ from warmgate.domain.decisions import (
     Action,
     EventKind,
     Outcome,
-    UnexpectedCampaignPolicy,
     classify_event,
     decide,
     replayed,
@@ -32,6 +31,7 @@ from warmgate.domain.mailboxes import (
     Transition,
     iso,
 )
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 from warmgate.services.start_attempts import UNKNOWN_OUTCOME_RETRY_BASE_SECONDS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

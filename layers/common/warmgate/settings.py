@@ -16,7 +16,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from warmgate.domain.decisions import UnexpectedCampaignPolicy
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 
 DEFAULT_MAILIVERY_BASE_URL = "https://app.mailivery.io/api/v1"
 

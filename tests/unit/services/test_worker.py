@@ -29,9 +29,10 @@ from warmgate.adapters.mailivery import (
 )
 from warmgate.adapters.sqs import QueuedWebhook
 from warmgate.domain import decisions
-from warmgate.domain.decisions import Action, CampaignDecision, Outcome, UnexpectedCampaignPolicy
+from warmgate.domain.decisions import Action, CampaignDecision, Outcome
 from warmgate.domain.ledger import LedgerState
 from warmgate.domain.mailboxes import MailboxState, RequestKind, iso
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 from warmgate.services import worker as worker_module
 from warmgate.services.start_attempts import (
     RACE_RETRY_SECONDS,

@@ -8,7 +8,6 @@ from typing import Any
 
 from tests.fakes import FakeBudget, FakeCampaignApi, FakeClock, FakeMailboxStore, FakeQueue
 from warmgate.adapters.sqs import QueuedWebhook
-from warmgate.domain.decisions import UnexpectedCampaignPolicy
 from warmgate.domain.ledger import CampaignLedgerEntry, LedgerState
 from warmgate.domain.mailboxes import (
     ExpectedMailbox,
@@ -17,6 +16,7 @@ from warmgate.domain.mailboxes import (
     Transition,
     iso,
 )
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 from warmgate.services.onboarding import OnboardingService
 from warmgate.services.reconciler import Reconciler
 from warmgate.services.worker import CampaignWorker

@@ -41,6 +41,7 @@ from warmgate.domain.mailboxes import (
     RequestKind,
     parse_iso,
 )
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 from warmgate.domain.webhooks import EventType
 
 # A resume request (POST /mailboxes/{email}/resume) is acted on as a consent is.
@@ -49,13 +50,6 @@ ONBOARDING_EVENT_TYPES = frozenset(
 )
 # Events that only announce a campaign: once its mailbox warms with it, a repeat says nothing new.
 ANNOUNCING_EVENT_TYPES = frozenset({EventType.PENDING, EventType.CREATED})
-
-
-class UnexpectedCampaignPolicy(StrEnum):
-    """What to do with a campaign nobody asked for (architecture §4)."""
-
-    LEAVE = "leave"  # leave it pending: it costs nothing and a human can look at it
-    DELETE = "delete"
 
 
 class EventKind(StrEnum):

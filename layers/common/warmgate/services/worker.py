@@ -35,7 +35,6 @@ from warmgate.domain.decisions import (
     CampaignDecision,
     EventKind,
     Outcome,
-    UnexpectedCampaignPolicy,
     classify_event,
     decide,
     replayed,
@@ -48,6 +47,7 @@ from warmgate.domain.mailboxes import (
     iso,
     utc_now,
 )
+from warmgate.domain.policies import UnexpectedCampaignPolicy
 from warmgate.observability import logger
 from warmgate.services.moves import save_move
 from warmgate.services.ports import CampaignApi, Clock, MailboxStore
