@@ -177,6 +177,12 @@ class Stack:
         )["Attributes"]
         return [{}] * int(attributes["ApproximateNumberOfMessagesDelayed"])
 
+    def lose_connection(self, campaign_id: str) -> None:
+        """The campaign's mailbox loses its connection at Mailivery, and the worker gets the
+        webhook that reports it."""
+        self.control.break_connection(campaign_id)
+        self.deliver(message("campaign.connection_problem", campaign_id))
+
     def record_deferral_delays(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         """From now on, the delay of every message the worker sends back to WorkQueue, in order
         (each is still sent)."""

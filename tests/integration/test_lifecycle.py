@@ -75,8 +75,7 @@ def test_reconnect_from_connection_problem_waits_for_consent_then_resumes_once(
     stack: Stack,
 ) -> None:
     campaign_id = warming(stack)
-    stack.control.break_connection(campaign_id)
-    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.lose_connection(campaign_id)
     assert stack.mailbox()["state"] == "connection_problem"
 
     status, body, _ = stack.request()
@@ -97,8 +96,7 @@ def test_reconnect_retried_after_mailivery_failed_the_link_stays_bound_and_waits
     stack: Stack,
 ) -> None:
     campaign_id = warming(stack)
-    stack.control.break_connection(campaign_id)
-    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.lose_connection(campaign_id)
     stack.control.set_faults(error_rate=1.0, error_statuses=[503], paths=["/ms-graph$"], count=1)
     failed, _, _ = stack.request()
     assert (failed, stack.mailbox()["state"]) == (502, "request_failed")
@@ -161,8 +159,7 @@ def test_retry_of_a_failed_reconnect_by_another_principal_is_refused(stack: Stac
 
 def test_reconnect_of_parked_mailbox_resumes_once(stack: Stack) -> None:
     campaign_id = warming(stack)
-    stack.control.break_connection(campaign_id)
-    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.lose_connection(campaign_id)
     _, body, _ = stack.request()
     stack.control.consent(url=body["consent_url"])
     stack.control.set_connection(ADA, ok=False)  # the reconnect did not take

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.testkit import LambdaContext, load_function
-from tests.integration.harness import ADA, TABLE, Stack, message, pending, read_event
+from tests.integration.harness import ADA, TABLE, Stack, pending, read_event
 from warmgate.adapters.dynamodb import MailboxRepository, ReconcilerCursor
 from warmgate.adapters.mailivery import UnexpectedResponse
 from warmgate.domain.mailboxes import iso
@@ -65,8 +65,7 @@ def test_reconciler_requeues_a_reconnect_whose_webhook_was_lost_and_it_resumes_o
 ) -> None:
     campaign_id = stack.consent(stack.expect())
     stack.deliver(pending(campaign_id))
-    stack.control.break_connection(campaign_id)
-    stack.deliver(message("campaign.connection_problem", campaign_id))
+    stack.lose_connection(campaign_id)
     status, body, _ = stack.request()  # the reconnect
     assert status == 201, body
     stack.control.consent(url=body["consent_url"])  # its campaign.updated webhook is lost
